@@ -1,0 +1,293 @@
+/*-------------------------------------------------------------------------
+ *
+ * crypto.c
+ *		libsodium wrappers: argon2id password hashing and verification.
+ *
+ * The only file that includes <sodium.h>.  Runs in backends.  Argon2id takes
+ * authx.password_memlimit of memory per computation, so when authx is
+ * preloaded a counter in shared memory (password_inflight, an atomic) caps
+ * how many run at once; waiters sleep on password_cv.  Between taking and
+ * returning a slot nothing may raise an error, so the slot cannot leak.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
+
+#include <sodium.h>
+
+#include "authx.h"
+
+/*
+ * A well-formed argon2id string whose digest no password produces.  An
+ * unknown user is verified against it with the configured costs, so a
+ * missing account costs the same time as a wrong password.
+ */
+#define AUTHX_DUMMY_SALT	"YXV0aHgtZHVtbXktc2FsdA"
+#define AUTHX_DUMMY_DIGEST	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+/* Results of authx._password_check. */
+#define AUTHX_PW_MISMATCH	0
+#define AUTHX_PW_MATCH		1
+#define AUTHX_PW_REHASH		2
+
+/*
+ * authx_crypto_init
+ *		Initialise libsodium once per process (idempotent in libsodium).
+ */
+void
+authx_crypto_init(void)
+{
+	if (sodium_init() < 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialise libsodium")));
+}
+
+static size_t
+memlimit_bytes(void)
+{
+	return (size_t) authx_password_memlimit * 1024;
+}
+
+/*
+ * password_slots
+ *		The concurrency cap in force: the GUC, or twice the CPU count.
+ */
+static uint32
+password_slots(void)
+{
+	long		ncpu;
+
+	if (authx_password_max_concurrent > 0)
+		return (uint32) authx_password_max_concurrent;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	return (uint32) (ncpu > 0 ? 2 * ncpu : 2);
+}
+
+/*
+ * password_slot_acquire
+ *		Wait for a free argon2 slot.  Interruptible (statement_timeout and
+ *		cancel work while waiting); time spent waiting goes to the stats.
+ */
+static void
+password_slot_acquire(void)
+{
+	bool		waited = false;
+	TimestampTz start = 0;
+
+	if (authx_shared == NULL)
+		return;
+
+	for (;;)
+	{
+		uint32		cur = pg_atomic_read_u32(&authx_shared->password_inflight);
+
+		if (cur < password_slots())
+		{
+			if (pg_atomic_compare_exchange_u32(&authx_shared->password_inflight,
+											   &cur, cur + 1))
+				break;
+			continue;
+		}
+		if (!waited)
+		{
+			waited = true;
+			start = GetCurrentTimestamp();
+			ConditionVariablePrepareToSleep(&authx_shared->password_cv);
+		}
+		/* A timeout only re-checks; a lost wakeup costs at most 100 ms. */
+		(void) ConditionVariableTimedSleep(&authx_shared->password_cv, 100,
+										   PG_WAIT_EXTENSION);
+	}
+
+	if (waited)
+	{
+		long		secs;
+		int			usecs;
+
+		ConditionVariableCancelSleep();
+		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+		authx_stat_add(AUTHX_STAT_PASSWORD_WAITS, 1);
+		authx_stat_add(AUTHX_STAT_PASSWORD_WAIT_US, (uint64) secs * 1000000 + usecs);
+	}
+}
+
+static void
+password_slot_release(void)
+{
+	if (authx_shared == NULL)
+		return;
+	pg_atomic_fetch_sub_u32(&authx_shared->password_inflight, 1);
+	ConditionVariableSignal(&authx_shared->password_cv);
+}
+
+/*
+ * password_prepare
+ *		Return the password as the bytes we hash: valid UTF-8, at most
+ *		AUTHX_PASSWORD_MAX_BYTES, NFKC-normalised in UTF-8 databases (NIST
+ *		SP 800-63B 5.1.1.2) so that the same visible password always matches.
+ *		With check_min set, the minimum length is checked as well (not when
+ *		rehashing a password that was accepted under an older policy).
+ *
+ *		Returns NULL instead of raising when raise is false and the input is
+ *		unusable (verification then simply fails).
+ */
+static text *
+password_prepare(text *pw, bool raise, bool check_min)
+{
+	int			len = VARSIZE_ANY_EXHDR(pw);
+	text	   *norm;
+
+	if (len > AUTHX_PASSWORD_MAX_BYTES)
+	{
+		if (!raise)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password is too long"),
+				 errdetail("The maximum is %d bytes.", AUTHX_PASSWORD_MAX_BYTES),
+				 errhint("Use a passphrase of at most %d bytes.", AUTHX_PASSWORD_MAX_BYTES)));
+	}
+
+	if (pg_encoding_verifymbstr(PG_UTF8, VARDATA_ANY(pw), len) != len)
+	{
+		if (!raise)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("password is not valid UTF-8"),
+				 errhint("Send passwords as UTF-8 text.")));
+	}
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+		norm = DatumGetTextPP(DirectFunctionCall2(unicode_normalize_func,
+												  PointerGetDatum(pw),
+												  CStringGetTextDatum("NFKC")));
+	else
+		norm = pw;
+
+	if (check_min &&
+		pg_mbstrlen_with_len(VARDATA_ANY(norm), VARSIZE_ANY_EXHDR(norm)) < authx_password_min_length)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password is too short"),
+				 errdetail("The minimum is %d characters (authx.password_min_length).",
+						   authx_password_min_length),
+				 errhint("Choose a longer password; a passphrase of several words is best.")));
+	return norm;
+}
+
+/*
+ * wipe_text
+ *		Zero a text we made (never the caller's argument) before freeing it.
+ */
+static void
+wipe_text(text *t, text *orig)
+{
+	if (t != NULL && t != orig)
+	{
+		sodium_memzero(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		pfree(t);
+	}
+}
+
+PG_FUNCTION_INFO_V1(authx_password_hash);
+
+/*
+ * authx._password_hash(password text, enforce_policy boolean) RETURNS text
+ *		An argon2id PHC string for the password at the configured costs.
+ *		Internal: the user functions call it; applications cannot.
+ */
+Datum
+authx_password_hash(PG_FUNCTION_ARGS)
+{
+	text	   *pw;
+	text	   *norm;
+	bool		enforce = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+	char		out[crypto_pwhash_STRBYTES];
+	int			rc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("password must not be null"),
+				 errhint("Pass the password as a non-null text value.")));
+	pw = PG_GETARG_TEXT_PP(0);
+	norm = password_prepare(pw, true, enforce);
+
+	password_slot_acquire();
+	rc = crypto_pwhash_str_alg(out, VARDATA_ANY(norm), VARSIZE_ANY_EXHDR(norm),
+							   (unsigned long long) authx_password_opslimit,
+							   memlimit_bytes(),
+							   crypto_pwhash_ALG_ARGON2ID13);
+	password_slot_release();
+	wipe_text(norm, pw);
+
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not compute password hash"),
+				 errdetail("argon2id needs %d kB (authx.password_memlimit).", authx_password_memlimit),
+				 errhint("Lower authx.password_max_concurrent or authx.password_memlimit.")));
+	authx_stat_add(AUTHX_STAT_PASSWORD_HASHES, 1);
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
+PG_FUNCTION_INFO_V1(authx_password_check);
+
+/*
+ * authx._password_check(hash text, password text) RETURNS integer
+ *		0 = no match, 1 = match, 2 = match and the hash should be recomputed
+ *		at the current costs.  A NULL hash (unknown user) is checked against
+ *		a dummy hash of the same cost so the call takes the same time.  Never
+ *		raises on bad input: it answers 0.
+ */
+Datum
+authx_password_check(PG_FUNCTION_ARGS)
+{
+	char	   *hash;
+	text	   *pw;
+	text	   *norm;
+	int			rc;
+	int			result = AUTHX_PW_MISMATCH;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_INT32(AUTHX_PW_MISMATCH);
+	pw = PG_GETARG_TEXT_PP(1);
+	norm = password_prepare(pw, false, false);
+	if (norm == NULL)
+		PG_RETURN_INT32(AUTHX_PW_MISMATCH);
+
+	if (PG_ARGISNULL(0))
+		hash = psprintf("$argon2id$v=19$m=%d,t=%d,p=1$%s$%s",
+						authx_password_memlimit, authx_password_opslimit,
+						AUTHX_DUMMY_SALT, AUTHX_DUMMY_DIGEST);
+	else
+		hash = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	password_slot_acquire();
+	rc = crypto_pwhash_str_verify(hash, VARDATA_ANY(norm), VARSIZE_ANY_EXHDR(norm));
+	password_slot_release();
+	wipe_text(norm, pw);
+	authx_stat_add(AUTHX_STAT_PASSWORD_VERIFIES, 1);
+
+	if (rc == 0 && !PG_ARGISNULL(0))
+	{
+		result = AUTHX_PW_MATCH;
+		if (crypto_pwhash_str_needs_rehash(hash,
+										   (unsigned long long) authx_password_opslimit,
+										   memlimit_bytes()) != 0)
+			result = AUTHX_PW_REHASH;
+	}
+	PG_RETURN_INT32(result);
+}

@@ -1,0 +1,144 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *		The authx shared-memory area: request, startup, and small helpers.
+ *
+ * The postmaster requests the space in shmem_request_hook; each process
+ * attaches in shmem_startup_hook (under AddinShmemInitLock).  One LWLock
+ * tranche, "authx", holds the locks named by AuthxLock.  Counters are
+ * atomics and need no lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+
+#include "authx.h"
+
+AuthxShared *authx_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Names as shown by authx.stats; order follows AuthxStat. */
+const char *const authx_stat_names[AUTHX_NUM_STATS] = {
+	"audit_enqueued",
+	"audit_written",
+	"audit_sync_fallbacks",
+	"audit_batches",
+	"maintenance_runs",
+	"maintenance_errors",
+	"password_hashes",
+	"password_verifies",
+	"password_waits",
+	"password_wait_us",
+};
+
+/*
+ * authx_shmem_size
+ *		Bytes needed: the fixed struct plus the audit ring.
+ */
+static Size
+authx_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size());
+}
+
+static void
+authx_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(authx_shmem_size());
+	RequestNamedLWLockTranche("authx", AUTHX_NUM_LOCKS);
+}
+
+/*
+ * authx_shmem_startup
+ *		Create (postmaster) or attach to (EXEC_BACKEND children) the area.
+ *		After a crash-restart the postmaster runs this again on fresh memory,
+ *		so queued audit events that were never written are lost; everything
+ *		else is rebuilt from the database.
+ */
+static void
+authx_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	authx_shared = ShmemInitStruct("authx", authx_shmem_size(), &found);
+	if (!found)
+	{
+		memset(authx_shared, 0, sizeof(AuthxShared));
+		authx_shared->locks = GetNamedLWLockTranche("authx");
+		authx_shared->audit_size = authx_audit_shmem_size();
+		authx_shared->audit_buf = (char *) authx_shared + MAXALIGN(sizeof(AuthxShared));
+		pg_atomic_init_u64(&authx_shared->audit_done_seq, 0);
+		ConditionVariableInit(&authx_shared->audit_cv);
+		pg_atomic_init_u32(&authx_shared->password_inflight, 0);
+		ConditionVariableInit(&authx_shared->password_cv);
+		for (i = 0; i < AUTHX_NUM_STATS; i++)
+			pg_atomic_init_u64(&authx_shared->stats[i], 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * authx_shmem_init
+ *		Install the hooks; called from _PG_init while preloading.
+ */
+void
+authx_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = authx_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = authx_shmem_startup;
+}
+
+/*
+ * authx_require_shmem
+ *		Raise 55000 unless the shared area exists.
+ */
+void
+authx_require_shmem(void)
+{
+	if (authx_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("authx must be loaded via shared_preload_libraries"),
+				 errhint("Add authx to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+LWLock *
+authx_lock(AuthxLock which)
+{
+	Assert(authx_shared != NULL);
+	return &authx_shared->locks[which].lock;
+}
+
+/*
+ * authx_wake_maintenance
+ *		Set the maintenance worker's latch, if it is running.
+ */
+void
+authx_wake_maintenance(void)
+{
+	Latch	   *latch;
+
+	if (authx_shared == NULL)
+		return;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_WORKER), LW_SHARED);
+	latch = authx_shared->maint_latch;
+	if (latch)
+		SetLatch(latch);
+	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+}

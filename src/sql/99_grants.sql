@@ -1,0 +1,46 @@
+-- ================================================================
+-- Privileges: nothing for PUBLIC; explicit grants per role.
+-- ================================================================
+
+-- Revoke EXECUTE from PUBLIC on every function of the extension.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'authx'::regnamespace
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON ALL TABLES IN SCHEMA authx FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA authx FROM PUBLIC;
+
+-- Applications: accounts and events.
+GRANT EXECUTE ON FUNCTION
+    authx.user_create(text, text, text),
+    authx.user_get(uuid),
+    authx.user_find(text),
+    authx.password_verify(uuid, text),
+    authx.password_set(uuid, text),
+    authx.audit(text, text, uuid, inet, jsonb, text)
+TO authx_app;
+
+-- Administrators: everything applications may do, plus management,
+-- monitoring and reading the audit trail.
+GRANT authx_app TO authx_admin;
+GRANT EXECUTE ON FUNCTION
+    authx.user_disable(uuid),
+    authx.user_enable(uuid),
+    authx.user_delete(uuid),
+    authx.audit_flush(interval),
+    authx.maintenance_run(timestamptz),
+    authx._stats()
+TO authx_admin;
+GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions TO authx_admin;
+-- Every column of users but the hash.
+GRANT SELECT (id, email, display_name, status, failed_logins, locked_until, mfa_enabled,
+              email_verified_at, created_at, updated_at, password_changed_at,
+              last_login_at, deleted_at)
+    ON authx.users TO authx_admin;

@@ -1,0 +1,282 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_maint.c
+ *		The maintenance background worker.
+ *
+ * One instance per cluster, connected to authx.database.  Each turn of its
+ * latch loop it drains the audit queue (audit.c) and, every
+ * authx.maintenance_naptime, calls authx.maintenance_run() — partitions are
+ * managed in SQL, like pg_partman, so the worker stays thin.  Each unit of
+ * work is its own transaction; a failure is logged once, counted, and
+ * retried on the next turn.  It publishes its pid and latch in shared memory
+ * under AUTHX_LOCK_WORKER so backends can wake it, and writes what is queued
+ * once more on SIGTERM before it exits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "authx.h"
+
+/* What failed last, so a repeating failure is logged once. */
+typedef enum WorkerStep
+{
+	STEP_DRAIN,
+	STEP_MAINTAIN,
+	NUM_STEPS
+} WorkerStep;
+
+static bool step_failing[NUM_STEPS];
+
+/* Set when authx.database lacks the extension: look again every second. */
+static bool extension_missing = false;
+static const char *const step_names[NUM_STEPS] = {"writing audit events", "partition maintenance"};
+
+/*
+ * authx_worker_register
+ *		Called from _PG_init while preloading.
+ */
+void
+authx_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authx_maint_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "authx maintenance worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "authx maintenance worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * worker_detach
+ *		before_shmem_exit callback: unpublish pid and latch.
+ */
+static void
+worker_detach(int code, Datum arg)
+{
+	LWLockAcquire(authx_lock(AUTHX_LOCK_WORKER), LW_EXCLUSIVE);
+	if (authx_shared->maint_pid == MyProcPid)
+	{
+		authx_shared->maint_pid = 0;
+		authx_shared->maint_latch = NULL;
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+}
+
+/*
+ * extension_installed
+ *		Inside a transaction: does authx.database have the extension yet?
+ */
+static bool
+extension_installed(void)
+{
+	bool		installed = OidIsValid(get_extension_oid("authx", true));
+
+	if (!installed && !extension_missing)
+		ereport(LOG,
+				(errmsg("authx maintenance worker: extension authx is not installed in database \"%s\"",
+						authx_database),
+				 errhint("Run CREATE EXTENSION authx there; queued events wait until then.")));
+	extension_missing = !installed;
+	return installed;
+}
+
+/*
+ * drain_all
+ *		Write queued audit events, a batch per transaction.  At most 100
+ *		batches a turn, so a flood cannot starve partition maintenance; the
+ *		latch is set again by the producers anyway.
+ */
+static void
+drain_all(void)
+{
+	bool		installed;
+	int			batches = 0;
+
+	StartTransactionCommand();
+	installed = extension_installed();
+	CommitTransactionCommand();
+	if (!installed)
+		return;
+	while (authx_audit_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
+		CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * maintain
+ *		One call of authx.maintenance_run() in its own transaction.
+ */
+static void
+maintain(void)
+{
+	int			rc;
+
+	StartTransactionCommand();
+	if (!extension_installed())
+	{
+		CommitTransactionCommand();
+		return;
+	}
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "SELECT authx.maintenance_run()");
+	rc = SPI_execute("SELECT authx.maintenance_run()", false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "authx: maintenance_run failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(false);
+
+	authx_stat_add(AUTHX_STAT_MAINT_RUNS, 1);
+	LWLockAcquire(authx_lock(AUTHX_LOCK_WORKER), LW_EXCLUSIVE);
+	authx_shared->maint_last_run = GetCurrentTimestamp();
+	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+}
+
+/*
+ * run_step
+ *		Run one step, catching errors: the first failure of a run of
+ *		failures is logged, later ones only counted, and a recovery is
+ *		logged too.  The transaction is aborted and the loop goes on.
+ */
+static void
+run_step(WorkerStep step, void (*fn) (void), MemoryContext loopcxt)
+{
+	PG_TRY();
+	{
+		fn();
+		if (step_failing[step])
+		{
+			ereport(LOG,
+					(errmsg("authx maintenance worker: %s works again", step_names[step])));
+			step_failing[step] = false;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(loopcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		authx_stat_add(AUTHX_STAT_MAINT_ERRORS, 1);
+		if (!step_failing[step])
+			ereport(LOG,
+					(errmsg("authx maintenance worker: %s failed: %s", step_names[step], edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 errhint("Repeats of this failure are counted in authx.stats (maintenance_errors), not logged.")));
+		step_failing[step] = true;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * authx_maint_main
+ *		Entry point of the maintenance worker.
+ */
+void
+authx_maint_main(Datum main_arg)
+{
+	MemoryContext loopcxt;
+	TimestampTz next_maintenance = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	/* Single-instance guard: a second copy leaves at once. */
+	LWLockAcquire(authx_lock(AUTHX_LOCK_WORKER), LW_EXCLUSIVE);
+	if (authx_shared->maint_pid != 0 && kill(authx_shared->maint_pid, 0) == 0)
+	{
+		pid_t		other = authx_shared->maint_pid;
+
+		LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+		ereport(LOG,
+				(errmsg("authx maintenance worker already running with PID %d", (int) other)));
+		proc_exit(0);
+	}
+	authx_shared->maint_pid = MyProcPid;
+	authx_shared->maint_latch = MyLatch;
+	authx_shared->maint_started = GetCurrentTimestamp();
+	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnection(authx_database, NULL, 0);
+	ereport(LOG,
+			(errmsg("authx maintenance worker started in database \"%s\"", authx_database)));
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "authx maintenance loop",
+									ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		delay_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			next_maintenance = 0;	/* settings may have changed: act now */
+		}
+		if (ShutdownRequestPending)
+			break;
+
+		MemoryContextReset(loopcxt);
+		MemoryContextSwitchTo(loopcxt);
+
+		run_step(STEP_DRAIN, drain_all, loopcxt);
+
+		now = GetCurrentTimestamp();
+		if (now >= next_maintenance)
+		{
+			run_step(STEP_MAINTAIN, maintain, loopcxt);
+			next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   extension_missing ? 1000 :
+														   (int64) authx_maintenance_naptime * 1000);
+		}
+
+		delay_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_maintenance);
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(delay_ms, 1),
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	/* Final flush: what was queued before shutdown reaches the table. */
+	MemoryContextSwitchTo(loopcxt);
+	run_step(STEP_DRAIN, drain_all, loopcxt);
+	ereport(LOG, (errmsg("authx maintenance worker shutting down")));
+
+	/* Exit code 1: restarted after bgw_restart_time unless the server stops. */
+	proc_exit(1);
+}
