@@ -20,8 +20,14 @@ SHLIB_LINK  = -lhiredis -lsodium
 
 # The Debian server package; override for another installation.
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
 include $(PGXS)
+else
+# A fresh machine: start/test/bench/deps install the packages themselves.
+all install installcheck clean:
+	@echo "PostgreSQL 15 server development files are missing: run 'make deps' as root." >&2; exit 1
+endif
 
 # The install script is the module fragments in order, one section each.
 sql/authx--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql)) authx.control

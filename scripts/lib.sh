@@ -103,6 +103,8 @@ redis_stop() {
 }
 
 # initdb a cluster for authx: data dir, port, socket dir, database name.
+# The database is created in single-user mode before the first start, so
+# the maintenance worker finds it at once instead of failing and retrying.
 pg_init() {
     local data=$1 port=$2 sock=$3 db=$4
     make_user_dir "$(dirname "$data")"
@@ -117,6 +119,7 @@ unix_socket_directories = '$sock'
 shared_preload_libraries = 'authx'
 authx.database = '$db'
 CONF
+    echo "CREATE DATABASE $db" | as_user postgres --single -D "$data" postgres >/dev/null
 }
 
 pg_start() {

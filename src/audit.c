@@ -450,7 +450,8 @@ authx_audit_flush(PG_FUNCTION_ARGS)
 	if (timeout_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
+				 errmsg("timeout must not be negative"),
+				 errhint("Pass a timeout such as '5 seconds'.")));
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_AUDIT_QUEUE), LW_SHARED);
 	target = authx_shared->audit_enq_seq;

@@ -68,8 +68,6 @@ start_cluster() {
     pg_init "$DATA" "$AUTHX_PGPORT" "$WORK/pg" "$DB"
     cat "$WORK/test/authx.conf" >>"$DATA/postgresql.conf"
     pg_start "$DATA" || { cat "$WORK/pg/postgres.log"; die "cluster did not start"; }
-    as_user psql -X -q -h 127.0.0.1 -p "$AUTHX_PGPORT" -U postgres -d postgres \
-        -c "CREATE DATABASE $DB" || die "createdb failed"
     redis_start "$AUTHX_REDIS_PORT" "$WORK/redis"
 }
 

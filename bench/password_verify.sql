@@ -1,0 +1,1 @@
+SELECT authx.password_verify(:uid, :pw);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make bench`: pgbench each authx path next to SELECT 1 and next to what a
+# user would otherwise write, on a throw-away cluster, in one run; prints a
+# table of TPS and ratios.  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# AUTHX_BENCH_ROUNDS (default 3) interleaved rounds for the pairs whose
+# ratio matters; the best round of each side is kept, which filters out
+# interference from anything else running on the machine.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+SECS=${AUTHX_BENCH_SECONDS:-5}
+ROUNDS=${AUTHX_BENCH_ROUNDS:-3}
+ensure_packages
+[ "${AUTHX_SKIP_BUILD:-0}" = 1 ] || build_install
+
+WORK=$(mktemp -d /tmp/authx-bench.XXXXXX)
+chmod 755 "$WORK"
+[ "$(id -u)" = 0 ] && chown "$(run_user)" "$WORK"
+PORT=$(free_port)
+DATA="$WORK/pg/data"
+trap 'pg_stop "$DATA"; rm -rf "$WORK"' EXIT
+
+pg_init "$DATA" "$PORT" "$WORK/pg" authx_bench
+cat >>"$DATA/postgresql.conf" <<CONF
+shared_buffers = 256MB
+synchronous_commit = off
+CONF
+pg_start "$DATA"
+psql_() { as_user psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d authx_bench -v ON_ERROR_STOP=1 "$@"; }
+psql_ -c "CREATE EXTENSION authx; CREATE EXTENSION pgcrypto; CREATE SCHEMA bench;"
+
+OPS=$(psql_ -tAc "SHOW authx.password_opslimit")
+MEM=$(psql_ -tAc "SELECT setting FROM pg_settings WHERE name = 'authx.password_memlimit'")
+PW='correct horse battery staple'
+UID_=$(psql_ -tAc "SELECT authx.user_create('bench@example.com', '$PW')")
+psql_ -c "CREATE TABLE bench.pgcrypto_users AS
+          SELECT '$UID_'::uuid AS id, crypt('$PW', gen_salt('bf', 10)) AS password_hash"
+
+# tps CLIENTS SCRIPT [pgbench -D args...]
+tps() {
+    local clients=$1 script=$2
+    shift 2
+    as_user pgbench -n -M prepared -c "$clients" -j "$clients" -T "$SECS" \
+        -h 127.0.0.1 -p "$PORT" -U postgres "$@" -f "$AUTHX_ROOT/bench/$script" authx_bench 2>/dev/null \
+        | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
+best() { python3 -c "import sys; print(f'{max(map(float, sys.argv[1:])):.1f}')" "$@"; }
+# overhead AUTHX RAW: the share of time authx adds; a negative figure is noise.
+overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 else f'none measurable ({o:.1f}%)')"; }
+row() { printf '| %-44s | %8s | %-12s | %s |\n' "$1" "$2" "$3" "$4"; }
+
+cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
+say "measuring (${SECS}s each; argon2id t=$OPS m=${MEM}kB; $(nproc) cores)"
+
+T_SELECT1=$(best "$(tps 2 select1.sql)")
+rv=() rh=() tv=() tc=()
+for _ in $(seq "$ROUNDS"); do
+    read -r a b < <("$WORK/pwbench" "$SECS" "$OPS" "$MEM")
+    rv+=("$a") rh+=("$b")
+    tv+=("$(tps 1 password_verify.sql -D uid="$UID_" -D pw="$PW")")
+    tc+=("$(tps 1 user_create.sql -D pw="$PW")")
+done
+RAW_VERIFY=$(best "${rv[@]}") RAW_HASH=$(best "${rh[@]}")
+T_VERIFY=$(best "${tv[@]}") T_CREATE=$(best "${tc[@]}")
+T_PGCRYPTO=$(best "$(tps 1 password_pgcrypto.sql -D uid="$UID_" -D pw="$PW")")
+
+echo
+echo "## Passwords ($(nproc) cores, argon2id t=$OPS m=${MEM}kB, best of $ROUNDS x ${SECS}s)"
+echo
+row "path" "TPS" "vs SELECT 1" "vs baseline"
+row "---" "---:" "---:" "---"
+row "SELECT 1 (2 clients)" "$T_SELECT1" "1.000" ""
+row "raw crypto_pwhash_str_verify (C, 1 thread)" "$RAW_VERIFY" "" "baseline"
+row "authx.password_verify (1 client)" "$T_VERIFY" "$(ratio "$T_VERIFY" "$T_SELECT1")" \
+    "$(ratio "$T_VERIFY" "$RAW_VERIFY") of raw; overhead $(overhead "$T_VERIFY" "$RAW_VERIFY")"
+row "raw crypto_pwhash_str (C, 1 thread)" "$RAW_HASH" "" "baseline"
+row "authx.user_create (1 client)" "$T_CREATE" "$(ratio "$T_CREATE" "$T_SELECT1")" \
+    "$(ratio "$T_CREATE" "$RAW_HASH") of raw; overhead $(overhead "$T_CREATE" "$RAW_HASH")"
+row "hand-written: pgcrypto crypt() bcrypt-10" "$T_PGCRYPTO" "$(ratio "$T_PGCRYPTO" "$T_SELECT1")" \
+    "a different KDF, for scale only"
