@@ -29,6 +29,10 @@ all install installcheck clean:
 	@echo "PostgreSQL 15 server development files are missing: run 'make deps' as root." >&2; exit 1
 endif
 
+# PGXS tracks no header dependencies: every object depends on the shared
+# header, or a changed struct layout would link objects that disagree.
+$(OBJS): $(wildcard src/*.h)
+
 # The install script is the module fragments in order, one section each.
 sql/authx--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql)) authx.control
 	cat $(sort $(wildcard src/sql/*.sql)) > $@

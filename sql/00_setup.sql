@@ -3,7 +3,7 @@
 -- which runs one call and prints "SQLSTATE: message (hint: ...)" so each
 -- invalid input is one line of the expected output (UUIDs masked).
 --
-CREATE EXTENSION IF NOT EXISTS authx;
+-- (the runner has run CREATE EXTENSION authx)
 SELECT extversion FROM pg_extension WHERE extname = 'authx';
 CREATE SCHEMA regress;
 CREATE FUNCTION regress.try(call text) RETURNS text

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -415,6 +416,13 @@ authx_audit(PG_FUNCTION_ARGS)
 
 		ev.user_agent = cstring_to_text_with_len(VARDATA_ANY(ua), len);
 	}
+
+	/* No worker runs on a standby, and nothing may be inserted there. */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot record audit events during recovery"),
+				 errhint("Call authx functions that record events on the primary server.")));
 
 	if (authx_shared != NULL && in_authx_database())
 	{

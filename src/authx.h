@@ -27,6 +27,16 @@
  * GUC variables (guc.c)
  * ----------------------------------------------------------------
  */
+extern int	authx_lockout_account_threshold;
+extern int	authx_lockout_duration;
+extern int	authx_lockout_max_duration;
+extern int	authx_lockout_slots;
+extern int	authx_lockout_threshold;
+extern int	authx_lockout_window;
+extern int	authx_max_sessions_per_user;
+extern int	authx_session_idle_timeout;
+extern int	authx_session_ttl;
+extern int	authx_touch_interval;
 extern int	authx_audit_premake;
 extern int	authx_audit_queue_size;
 extern int	authx_audit_retention;
@@ -55,10 +65,19 @@ typedef enum AuthxStat
 	AUTHX_STAT_PASSWORD_VERIFIES,
 	AUTHX_STAT_PASSWORD_WAITS,
 	AUTHX_STAT_PASSWORD_WAIT_US,
+	AUTHX_STAT_LOGIN_FAILURES_COUNTED,
+	AUTHX_STAT_LOCKOUTS,
+	AUTHX_STAT_LOCKOUT_EVICTIONS,
+	AUTHX_STAT_LOCKOUT_TABLE_FULL,
+	AUTHX_STAT_LOCKOUTS_PERSISTED,
+	AUTHX_STAT_SESSION_VALID,
+	AUTHX_STAT_SESSION_INVALID,
+	AUTHX_STAT_SESSION_MALFORMED,
+	AUTHX_STAT_SESSION_TOUCHES,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
-extern const char *const authx_stat_names[AUTHX_NUM_STATS];
+extern const char *const authx_stat_names[];
 
 /* ----------------------------------------------------------------
  * Shared memory (shmem.c)
@@ -70,6 +89,7 @@ typedef enum AuthxLock
 {
 	AUTHX_LOCK_AUDIT_QUEUE,		/* audit ring: head, tail, seq numbers */
 	AUTHX_LOCK_WORKER,			/* published worker pid and latch */
+	AUTHX_LOCK_LOCKOUT,			/* failed-login table (lockout.c) */
 	AUTHX_NUM_LOCKS
 } AuthxLock;
 
@@ -97,6 +117,10 @@ typedef struct AuthxShared
 	ConditionVariable audit_cv; /* broadcast after each written batch */
 	char	   *audit_buf;
 
+	/* Failed-login table, protected by AUTHX_LOCK_LOCKOUT. */
+	char	   *lockout_entries;
+	bool		lockout_loaded; /* authx.lockouts read back since startup */
+
 	/* Argon2 concurrency cap: slots in use, woken when one frees. */
 	pg_atomic_uint32 password_inflight;
 	ConditionVariable password_cv;
@@ -123,6 +147,30 @@ authx_stat_add(AuthxStat stat, uint64 delta)
  * ----------------------------------------------------------------
  */
 extern void authx_crypto_init(void);
+
+/*
+ * Tokens: a type prefix ("axs_" for sessions) and 32 random bytes in
+ * URL-safe base64 without padding (43 characters).  Only the SHA-256 of the
+ * whole token string is stored, which is also the Redis key apps compute.
+ */
+#define AUTHX_TOKEN_PREFIX_LEN	4
+#define AUTHX_TOKEN_BODY_LEN	43
+#define AUTHX_TOKEN_LEN			(AUTHX_TOKEN_PREFIX_LEN + AUTHX_TOKEN_BODY_LEN)
+#define AUTHX_HASH_LEN			32
+#define AUTHX_SESSION_PREFIX	"axs_"
+
+extern void authx_token_generate(const char *prefix, char *out);
+extern bool authx_token_wellformed(const char *prefix, const char *tok, Size len);
+extern void authx_sha256(const char *data, Size len, uint8 *out);
+extern bool authx_equal_ct(const void *a, const void *b, Size len);
+
+/* ----------------------------------------------------------------
+ * Lockouts (lockout.c)
+ * ----------------------------------------------------------------
+ */
+extern Size authx_lockout_shmem_size(void);
+extern int	authx_lockout_persist(void);
+extern void authx_lockout_load(void);
 
 /* ----------------------------------------------------------------
  * Audit queue (audit.c) and maintenance worker (worker_maint.c)

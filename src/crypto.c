@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * crypto.c
- *		libsodium wrappers: argon2id password hashing and verification.
+ *		libsodium wrappers: argon2id passwords, random tokens, SHA-256.
  *
  * The only file that includes <sodium.h>.  Runs in backends.  Argon2id takes
  * authx.password_memlimit of memory per computation, so when authx is
@@ -243,12 +243,33 @@ authx_password_hash(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(out));
 }
 
+/*
+ * hash_is_weaker
+ *		Should a verified hash be replaced?  Yes when it is not argon2id or
+ *		when its memory or time cost is below the configured one.  A hash
+ *		stronger than the configuration (say t=3, m=64 MiB from another
+ *		system) is kept: rehashing must never lower the cost.
+ */
+static bool
+hash_is_weaker(const char *hash)
+{
+	unsigned long m;
+	unsigned long t;
+	int			v;
+	int			p;
+
+	if (sscanf(hash, "$argon2id$v=%d$m=%lu,t=%lu,p=%d$", &v, &m, &t, &p) != 4)
+		return true;
+	return m < (unsigned long) authx_password_memlimit ||
+		t < (unsigned long) authx_password_opslimit;
+}
+
 PG_FUNCTION_INFO_V1(authx_password_check);
 
 /*
  * authx._password_check(hash text, password text) RETURNS integer
  *		0 = no match, 1 = match, 2 = match and the hash should be recomputed
- *		at the current costs.  A NULL hash (unknown user) is checked against
+ *		at the current costs (it is weaker than them, or not argon2id).  A NULL hash (unknown user) is checked against
  *		a dummy hash of the same cost so the call takes the same time.  Never
  *		raises on bad input: it answers 0.
  */
@@ -282,12 +303,63 @@ authx_password_check(PG_FUNCTION_ARGS)
 	authx_stat_add(AUTHX_STAT_PASSWORD_VERIFIES, 1);
 
 	if (rc == 0 && !PG_ARGISNULL(0))
-	{
-		result = AUTHX_PW_MATCH;
-		if (crypto_pwhash_str_needs_rehash(hash,
-										   (unsigned long long) authx_password_opslimit,
-										   memlimit_bytes()) != 0)
-			result = AUTHX_PW_REHASH;
-	}
+		result = hash_is_weaker(hash) ? AUTHX_PW_REHASH : AUTHX_PW_MATCH;
 	PG_RETURN_INT32(result);
+}
+
+/*
+ * authx_token_generate
+ *		Write prefix + 43 base64url characters of 32 random bytes and a NUL
+ *		into out (AUTHX_TOKEN_LEN + 1 bytes).  The raw bytes are wiped.
+ */
+void
+authx_token_generate(const char *prefix, char *out)
+{
+	unsigned char raw[32];
+
+	Assert(strlen(prefix) == AUTHX_TOKEN_PREFIX_LEN);
+	randombytes_buf(raw, sizeof(raw));
+	memcpy(out, prefix, AUTHX_TOKEN_PREFIX_LEN);
+	sodium_bin2base64(out + AUTHX_TOKEN_PREFIX_LEN, AUTHX_TOKEN_BODY_LEN + 1,
+					  raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+}
+
+/*
+ * authx_token_wellformed
+ *		Right length, right prefix, base64url body.  Cheap; used to answer
+ *		garbage without touching an index.
+ */
+bool
+authx_token_wellformed(const char *prefix, const char *tok, Size len)
+{
+	Size		i;
+
+	if (len != AUTHX_TOKEN_LEN || memcmp(tok, prefix, AUTHX_TOKEN_PREFIX_LEN) != 0)
+		return false;
+	for (i = AUTHX_TOKEN_PREFIX_LEN; i < len; i++)
+	{
+		char		c = tok[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+void
+authx_sha256(const char *data, Size len, uint8 *out)
+{
+	crypto_hash_sha256(out, (const unsigned char *) data, len);
+}
+
+/*
+ * authx_equal_ct
+ *		Constant-time equality of two secrets (or digests of secrets).
+ */
+bool
+authx_equal_ct(const void *a, const void *b, Size len)
+{
+	return sodium_memcmp(a, b, len) == 0;
 }

@@ -19,11 +19,21 @@ int			authx_audit_premake = 3;
 int			authx_audit_queue_size = 1024;
 int			authx_audit_retention = 90;
 char	   *authx_database = NULL;
+int			authx_lockout_account_threshold = 20;
+int			authx_lockout_duration = 900;
+int			authx_lockout_max_duration = 86400;
+int			authx_lockout_slots = 16384;
+int			authx_lockout_threshold = 5;
+int			authx_lockout_window = 900;
 int			authx_maintenance_naptime = 60;
+int			authx_max_sessions_per_user = 0;
 int			authx_password_max_concurrent = 0;
 int			authx_password_memlimit = 19456;
 int			authx_password_min_length = 8;
 int			authx_password_opslimit = 2;
+int			authx_session_idle_timeout = 86400;
+int			authx_session_ttl = 604800;
+int			authx_touch_interval = 60;
 
 /*
  * authx_guc_init
@@ -79,6 +89,76 @@ authx_guc_init(bool preloading)
 								   0,
 								   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("authx.lockout_account_threshold",
+							gettext_noop("Failed logins from all addresses that lock an account everywhere."),
+							gettext_noop("Counted within authx.lockout_window; keep it well above "
+										 "authx.lockout_threshold so one address cannot lock a user out "
+										 "everywhere (0 = never lock a whole account)."),
+							&authx_lockout_account_threshold,
+							20,
+							0,
+							1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.lockout_duration",
+							gettext_noop("First lockout duration; doubled on each repeat lockout."),
+							gettext_noop("Capped by authx.lockout_max_duration (1 s-1 day)."),
+							&authx_lockout_duration,
+							900,
+							1,
+							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.lockout_max_duration",
+							gettext_noop("Longest lockout, however often it repeats."),
+							NULL,
+							&authx_lockout_max_duration,
+							86400,
+							1,
+							30 * 86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	if (preloading)
+		DefineCustomIntVariable("authx.lockout_slots",
+								gettext_noop("Shared-memory entries for failed-login counters."),
+								gettext_noop("One per (account, address) and per account with recent failures; "
+											 "when full, the least recently active unlocked entry is reused."),
+								&authx_lockout_slots,
+								16384,
+								128,
+								4 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.lockout_threshold",
+							gettext_noop("Failed logins from one address that lock the account for that address."),
+							gettext_noop("Counted within authx.lockout_window (1-1000)."),
+							&authx_lockout_threshold,
+							5,
+							1,
+							1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.lockout_window",
+							gettext_noop("Window in which failed logins are counted."),
+							gettext_noop("A counter starts afresh once its window has passed (1 s-1 day)."),
+							&authx_lockout_window,
+							900,
+							1,
+							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	if (preloading)
 		DefineCustomIntVariable("authx.maintenance_naptime",
 								gettext_noop("Interval between maintenance runs (partitions, retention)."),
@@ -91,6 +171,17 @@ authx_guc_init(bool preloading)
 								PGC_SIGHUP,
 								GUC_UNIT_S,
 								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.max_sessions_per_user",
+							gettext_noop("Live sessions a user may hold; the oldest are revoked beyond it."),
+							gettext_noop("0 = unlimited."),
+							&authx_max_sessions_per_user,
+							0,
+							0,
+							100000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("authx.password_max_concurrent",
 							gettext_noop("Maximum argon2id computations running at once."),
@@ -136,6 +227,41 @@ authx_guc_init(bool preloading)
 							100,
 							PGC_SUSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.session_idle_timeout",
+							gettext_noop("A session unused this long is invalid."),
+							gettext_noop("Use slides the deadline, within authx.touch_interval; "
+										 "fixed per session at creation (0 = off)."),
+							&authx_session_idle_timeout,
+							86400,
+							0,
+							365 * 86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.session_ttl",
+							gettext_noop("Absolute lifetime of a new session."),
+							gettext_noop("Default for authx.session_create and authx.login (1 s-10 years)."),
+							&authx_session_ttl,
+							604800,
+							1,
+							10 * 365 * 86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.touch_interval",
+							gettext_noop("Least time between two writes of a session's last_seen_at."),
+							gettext_noop("authx.session_validate writes at most once per interval per session; "
+										 "the idle timeout is exact to within it (0 = every call)."),
+							&authx_touch_interval,
+							60,
+							0,
+							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("authx");

@@ -4,7 +4,9 @@
  *		Keep passwords and tokens passed to authx out of the server log.
  *
  * An emit_log_hook, run in any process that logs.  When the statement being
- * run mentions authx, every string literal in it is replaced by '***'
+ * run may carry a secret for authx (it mentions authx or the name of a
+ * secret-taking function, schema-qualified or not, or it EXECUTEs a
+ * prepared statement), every string literal and comment in it is masked
  * wherever the statement text is about to be logged (log_statement,
  * log_min_duration_statement, the STATEMENT: line of an error), and bind
  * parameter values (the "parameters: $1 = ..." detail and context lines)
@@ -24,25 +26,44 @@
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * mentions_authx
- *		Case-insensitive search for "authx" in the statement.
+ * Words that mark a statement as possibly carrying a secret: the schema and
+ * the stems of every function that takes a password, token or key.  Broad on
+ * purpose: a false positive only masks literals in a log line.
+ */
+static const char *const secret_words[] = {
+	"authx", "password", "login", "session_", "token", "apikey", "totp",
+	"recovery_code", "user_create", NULL
+};
+
+/*
+ * may_carry_secret
+ *		Case-insensitive search for any secret word, or a leading EXECUTE
+ *		(the literals of a prepared statement's call).
  */
 static bool
-mentions_authx(const char *q)
+may_carry_secret(const char *q)
 {
 	const char *p;
+	int			i;
 
+	for (p = q; isspace((unsigned char) *p); p++)
+		;
+	if (pg_strncasecmp(p, "execute", 7) == 0)
+		return true;
 	for (p = q; *p; p++)
-		if (pg_strncasecmp(p, "authx", 5) == 0)
-			return true;
+		for (i = 0; secret_words[i]; i++)
+			if (pg_strncasecmp(p, secret_words[i], strlen(secret_words[i])) == 0)
+				return true;
 	return false;
 }
 
 /*
  * mask_literals
  *		A copy of q with the contents of '...', E'...' and $tag$...$tag$
- *		literals replaced by ***.  Unterminated literals are masked to the
- *		end.  Quoted identifiers ("...") are left alone.
+ *		literals and of -- and slash-star comments replaced by ***.
+ *		Unterminated ones are masked to the end.  Quoted identifiers ("...")
+ *		are copied as they are, so a quote inside one cannot shift what
+ *		counts as a literal.
  */
 static char *
 mask_literals(const char *q)
@@ -53,7 +74,47 @@ mask_literals(const char *q)
 	initStringInfo(&out);
 	while (*p)
 	{
-		if (*p == '\'')
+		if (*p == '"')
+		{
+			const char *end = p + 1;
+
+			while (*end && !(*end == '"' && end[1] != '"'))
+				end += (*end == '"') ? 2 : 1;
+			if (*end)
+				end++;
+			appendBinaryStringInfo(&out, p, end - p);
+			p = end;
+		}
+		else if (p[0] == '-' && p[1] == '-')
+		{
+			appendStringInfoString(&out, "--***");
+			while (*p && *p != '\n')
+				p++;
+		}
+		else if (p[0] == '/' && p[1] == '*')
+		{
+			int			depth = 0;
+
+			/* Comments nest in PostgreSQL. */
+			appendStringInfoString(&out, "/*** */");
+			while (*p)
+			{
+				if (p[0] == '/' && p[1] == '*')
+				{
+					depth++;
+					p += 2;
+				}
+				else if (p[0] == '*' && p[1] == '/')
+				{
+					p += 2;
+					if (--depth == 0)
+						break;
+				}
+				else
+					p++;
+			}
+		}
+		else if (*p == '\'')
 		{
 			bool		backslash = (p > q && (p[-1] == 'E' || p[-1] == 'e'));
 
@@ -150,7 +211,7 @@ authx_emit_log(ErrorData *edata)
 
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
-	if (!edata->output_to_server || q == NULL || !mentions_authx(q))
+	if (!edata->output_to_server || q == NULL || !may_carry_secret(q))
 		return;
 
 	/* The STATEMENT: line would carry the raw text. */

@@ -24,7 +24,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* Names as shown by authx.stats; order follows AuthxStat. */
-const char *const authx_stat_names[AUTHX_NUM_STATS] = {
+const char *const authx_stat_names[] = {
 	"audit_enqueued",
 	"audit_written",
 	"audit_sync_fallbacks",
@@ -35,7 +35,19 @@ const char *const authx_stat_names[AUTHX_NUM_STATS] = {
 	"password_verifies",
 	"password_waits",
 	"password_wait_us",
+	"login_failures_counted",
+	"lockouts",
+	"lockout_evictions",
+	"lockout_table_full",
+	"lockouts_persisted",
+	"session_valid",
+	"session_invalid",
+	"session_malformed",
+	"session_touches",
 };
+
+StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
+				 "authx_stat_names must name every AuthxStat");
 
 /*
  * authx_shmem_size
@@ -44,7 +56,8 @@ const char *const authx_stat_names[AUTHX_NUM_STATS] = {
 static Size
 authx_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size());
+	return add_size(add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size()),
+					authx_lockout_shmem_size());
 }
 
 static void
@@ -81,6 +94,8 @@ authx_shmem_startup(void)
 		authx_shared->locks = GetNamedLWLockTranche("authx");
 		authx_shared->audit_size = authx_audit_shmem_size();
 		authx_shared->audit_buf = (char *) authx_shared + MAXALIGN(sizeof(AuthxShared));
+		authx_shared->lockout_entries = authx_shared->audit_buf + authx_audit_shmem_size();
+		memset(authx_shared->lockout_entries, 0, authx_lockout_shmem_size());
 		pg_atomic_init_u64(&authx_shared->audit_done_seq, 0);
 		ConditionVariableInit(&authx_shared->audit_cv);
 		pg_atomic_init_u32(&authx_shared->password_inflight, 0);

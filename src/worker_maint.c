@@ -39,6 +39,7 @@
 typedef enum WorkerStep
 {
 	STEP_DRAIN,
+	STEP_LOCKOUTS,
 	STEP_MAINTAIN,
 	NUM_STEPS
 } WorkerStep;
@@ -47,7 +48,9 @@ static bool step_failing[NUM_STEPS];
 
 /* Set when authx.database lacks the extension: look again every second. */
 static bool extension_missing = false;
-static const char *const step_names[NUM_STEPS] = {"writing audit events", "partition maintenance"};
+static const char *const step_names[NUM_STEPS] = {
+	"writing audit events", "persisting lockouts", "partition maintenance"
+};
 
 /*
  * authx_worker_register
@@ -122,6 +125,28 @@ drain_all(void)
 		return;
 	while (authx_audit_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
 		CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * lockouts
+ *		Load persisted lockouts once per shared-memory lifetime, then write
+ *		the entries that changed.
+ */
+static void
+lockouts(void)
+{
+	bool		installed;
+	int			n;
+
+	StartTransactionCommand();
+	installed = extension_installed();
+	CommitTransactionCommand();
+	if (!installed)
+		return;
+	if (!authx_shared->lockout_loaded)
+		authx_lockout_load();
+	n = authx_lockout_persist();
+	authx_stat_add(AUTHX_STAT_LOCKOUTS_PERSISTED, n);
 }
 
 /*
@@ -254,6 +279,7 @@ authx_maint_main(Datum main_arg)
 		MemoryContextSwitchTo(loopcxt);
 
 		run_step(STEP_DRAIN, drain_all, loopcxt);
+		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
@@ -275,6 +301,7 @@ authx_maint_main(Datum main_arg)
 	/* Final flush: what was queued before shutdown reaches the table. */
 	MemoryContextSwitchTo(loopcxt);
 	run_step(STEP_DRAIN, drain_all, loopcxt);
+	run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 	ereport(LOG, (errmsg("authx maintenance worker shutting down")));
 
 	/* Exit code 1: restarted after bgw_restart_time unless the server stops. */

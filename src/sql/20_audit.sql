@@ -63,11 +63,15 @@ COMMENT ON FUNCTION authx._audit_tx(text, authx.severity, uuid, jsonb) IS
 -- Partition maintenance, generic over any table partitioned by day on a
 -- column "at" with a DEFAULT partition named <table>_default.
 -- ----------------------------------------------------------------
+-- lock_timeout: attaching a partition needs an ACCESS EXCLUSIVE lock on the
+-- default partition.  Waiting behind a long reader would also queue every
+-- insert into audit_log behind us, so give up after a second and let the
+-- next pass retry (partitions are made days ahead, so a miss is harmless).
 CREATE FUNCTION authx._partitions_maintain(p_parent regclass, p_premake integer,
                                            p_retention integer, p_now timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '1s'
 AS $$
 DECLARE
     v_schema  text;
@@ -84,6 +88,7 @@ DECLARE
     v_dropped integer := 0;
     v_moved   bigint := 0;
     v_purged  bigint := 0;
+    v_locked  boolean := false;
     r         record;
 BEGIN
     -- One maintainer at a time per table (the worker, or a manual call).
@@ -97,6 +102,13 @@ BEGIN
         v_cutoff := v_today - p_retention;
     END IF;
 
+    -- Before any partition DDL the parent is locked against inserts (SHARE
+    -- ROW EXCLUSIVE conflicts with their ROW EXCLUSIVE).  Otherwise an insert
+    -- that routed its row with the old partition map (to the default) and
+    -- then waited on the default partition would fail the default's new
+    -- constraint once the new partition is attached.  Readers are not
+    -- blocked.  The lock is taken only when there is DDL to do.
+
     -- 1. Retire whole days older than the retention: detach + drop, never
     --    a big DELETE.  Stragglers in the default partition are deleted.
     IF v_cutoff IS NOT NULL THEN
@@ -108,6 +120,10 @@ BEGIN
                AND c.relname ~ ('^' || v_table || '_p[0-9]{8}$')
         LOOP
             CONTINUE WHEN r.day >= v_cutoff;
+            IF NOT v_locked THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_parent);
+                v_locked := true;
+            END IF;
             EXECUTE format('ALTER TABLE %s DETACH PARTITION %I.%I', p_parent, v_schema, r.relname);
             EXECUTE format('DROP TABLE %I.%I', v_schema, r.relname);
             v_dropped := v_dropped + 1;
@@ -119,7 +135,7 @@ BEGIN
 
     -- 2. Make a partition for every day waiting in the default partition
     --    and every day of the premake window, moving the waiting rows in.
-    --    The default partition is locked so no row for the day slips in
+    --    The parent lock keeps new rows for the day out of the default
     --    between the move and the attach.
     FOR v_day IN EXECUTE format(
         'SELECT d FROM (SELECT DISTINCT (at AT TIME ZONE ''UTC'')::date AS d FROM %s'
@@ -130,7 +146,10 @@ BEGIN
         CONTINUE WHEN to_regclass(format('%I.%I', v_schema, v_name)) IS NOT NULL;
         v_lo := v_day::timestamp AT TIME ZONE 'UTC';
         v_hi := (v_day + 1)::timestamp AT TIME ZONE 'UTC';
-        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_default);
+        IF NOT v_locked THEN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_parent);
+            v_locked := true;
+        END IF;
         EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                        v_schema, v_name, p_parent);
         EXECUTE format('WITH moved AS (DELETE FROM %s WHERE at >= $1 AND at < $2 RETURNING *)'
@@ -150,7 +169,10 @@ $$;
 COMMENT ON FUNCTION authx._partitions_maintain(regclass, integer, integer, timestamptz) IS
 'Internal. Creates daily partitions p_premake days ahead (and for days waiting in the default partition, moving their rows in), drops partitions older than p_retention days; returns counts.';
 
-CREATE FUNCTION authx.maintenance_run(p_now timestamptz DEFAULT now())
+-- Internal, superuser only: a maintenance pass as of any time, for tests.
+-- Administrators get maintenance_run(), which always uses the real clock:
+-- a pass "in the future" would drop the whole audit trail.
+CREATE FUNCTION authx._maintenance_run_at(p_now timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -161,11 +183,20 @@ BEGIN
             'authx.audit_log',
             coalesce(nullif(current_setting('authx.audit_premake', true), ''), '3')::integer,
             coalesce(nullif(current_setting('authx.audit_retention', true), ''), '90')::integer,
-            p_now));
+            p_now),
+        'sessions', authx._sessions_purge(p_now));
 END
 $$;
-COMMENT ON FUNCTION authx.maintenance_run(timestamptz) IS
-'Runs one maintenance pass as of p_now (the worker calls it every authx.maintenance_naptime; tests pass a future time). Returns what each table''s pass did.';
+COMMENT ON FUNCTION authx._maintenance_run_at(timestamptz) IS
+'Internal. One maintenance pass as of p_now (tests pass a future time). Returns what each part did.';
+
+CREATE FUNCTION authx.maintenance_run()
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT authx._maintenance_run_at(now()) $$;
+COMMENT ON FUNCTION authx.maintenance_run() IS
+'Runs one maintenance pass now, as the worker does every authx.maintenance_naptime: audit partitions made ahead and retired, expired sessions and idle lockout rows deleted. Returns what each part did.';
 
 -- Partitions of the audit log as the worker sees them.
 CREATE VIEW authx.audit_partitions AS

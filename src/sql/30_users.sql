@@ -9,8 +9,6 @@ CREATE TABLE authx.users (
     password_hash       text,
     status              text NOT NULL DEFAULT 'active'
                         CHECK (status IN ('active', 'disabled', 'locked', 'deleted')),
-    failed_logins       integer NOT NULL DEFAULT 0,
-    locked_until        timestamptz,
     mfa_enabled         boolean NOT NULL DEFAULT false,
     email_verified_at   timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -61,7 +59,7 @@ BEGIN
        OR octet_length(v_local) NOT BETWEEN 1 AND 64
        OR v_local !~ '^[^][[:space:][:cntrl:]@"(),:;<>\\.]+(\.[^][[:space:][:cntrl:]@"(),:;<>\\.]+)*$'
        OR octet_length(v_domain) > 253
-       OR v_domain !~ '^([^][[:space:][:cntrl:][:punct:]]([^][[:space:][:cntrl:][:punct:]]|-){0,61}\.)+[^][[:space:][:cntrl:][:punct:]]([^][[:space:][:cntrl:][:punct:]]|-){0,61}$'
+       OR v_domain !~ '^([^][[:space:][:cntrl:][:punct:]]([^][[:space:][:cntrl:][:punct:]]|-){0,62}\.)+[^][[:space:][:cntrl:][:punct:]]([^][[:space:][:cntrl:][:punct:]]|-){0,62}$'
        OR v_domain ~ '(^|\.)-|-(\.|$)'
     THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -175,6 +173,26 @@ $$;
 COMMENT ON FUNCTION authx.user_find(text) IS
 'Returns the id of the live account with this email (case-insensitive, trimmed), or NULL.';
 
+-- Internal: store a fresh hash of an accepted password, but only if the
+-- stored hash is still the one that was verified (compare-and-swap): a
+-- concurrent password_set or user_delete must win over a login's rehash.
+-- Skipped where nothing may be written (read-only transaction, standby).
+CREATE FUNCTION authx._password_rehash(p_user_id uuid, p_old_hash text, p_password text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN;
+    END IF;
+    UPDATE authx.users u SET password_hash = authx._password_hash(p_password, false)
+     WHERE u.id = p_user_id AND u.password_hash = p_old_hash AND u.deleted_at IS NULL;
+END
+$$;
+COMMENT ON FUNCTION authx._password_rehash(uuid, text, text) IS
+'Internal. Replaces the hash of an accepted password at the current costs, only if it is still p_old_hash; a no-op in read-only transactions.';
+
 CREATE FUNCTION authx.password_verify(user_id uuid, password text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
@@ -189,8 +207,7 @@ BEGIN
     -- A missing user (v_hash NULL) costs the same as a wrong password.
     v_rc := authx._password_check(v_hash, password);
     IF v_rc = 2 THEN
-        UPDATE authx.users u SET password_hash = authx._password_hash(password, false)
-         WHERE u.id = password_verify.user_id;
+        PERFORM authx._password_rehash(password_verify.user_id, v_hash, password);
     END IF;
     RETURN v_rc > 0;
 END

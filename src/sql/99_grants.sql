@@ -24,7 +24,15 @@ GRANT EXECUTE ON FUNCTION
     authx.user_find(text),
     authx.password_verify(uuid, text),
     authx.password_set(uuid, text),
-    authx.audit(text, text, uuid, inet, jsonb, text)
+    authx.audit(text, text, uuid, inet, jsonb, text),
+    authx.login(text, text, inet, text),
+    authx.session_create(uuid, inet, text, interval),
+    authx.session_validate(text, inet),
+    authx.session_info(text),
+    authx.sessions(uuid),
+    authx.session_revoke(text),
+    authx.session_revoke_id(uuid),
+    authx.session_revoke_all(uuid, text)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -35,12 +43,13 @@ GRANT EXECUTE ON FUNCTION
     authx.user_enable(uuid),
     authx.user_delete(uuid),
     authx.audit_flush(interval),
-    authx.maintenance_run(timestamptz),
+    authx.maintenance_run(),
+    authx.user_unlock(uuid),
     authx._stats()
 TO authx_admin;
-GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions TO authx_admin;
+GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts TO authx_admin;
 -- Every column of users but the hash.
-GRANT SELECT (id, email, display_name, status, failed_logins, locked_until, mfa_enabled,
+GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,
               last_login_at, deleted_at)
     ON authx.users TO authx_admin;

@@ -1,0 +1,428 @@
+/*-------------------------------------------------------------------------
+ *
+ * sessions.c
+ *		Session tokens and the hot path: authx.session_validate.
+ *
+ * Runs in backends.  session_validate does no planning and no SPI on the
+ * common path: it hashes the token, walks the unique index on
+ * sessions.token_hash and the primary key of users directly, and checks
+ * expiry, idleness, revocation and the owner's status in C.  Relation and
+ * index OIDs and attribute numbers are looked up once per backend and
+ * forgotten by a relcache callback whenever one of those relations changes.
+ * Only when a session's last_seen_at is older than authx.touch_interval does
+ * it write (a kept SPI plan, run as the table owner, SKIP LOCKED so it never
+ * waits behind a revocation).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "authx.h"
+
+/* Why a session is not valid; AUTHX_SESSION_OK when it is. */
+typedef enum SessionVerdict
+{
+	AUTHX_SESSION_OK,
+	AUTHX_SESSION_UNKNOWN,
+	AUTHX_SESSION_REVOKED,
+	AUTHX_SESSION_EXPIRED,
+	AUTHX_SESSION_IDLE,
+	AUTHX_SESSION_USER_INACTIVE
+} SessionVerdict;
+
+/* What the hot path needs to know about the schema, per backend. */
+typedef struct SessionSchema
+{
+	bool		valid;
+	Oid			sessions;
+	Oid			sessions_token_idx;
+	Oid			users;
+	Oid			users_pkey;
+	AttrNumber	s_id;
+	AttrNumber	s_token_hash;
+	AttrNumber	s_user_id;
+	AttrNumber	s_expires_at;
+	AttrNumber	s_idle_timeout;
+	AttrNumber	s_last_seen_at;
+	AttrNumber	s_revoked_at;
+	AttrNumber	u_status;
+} SessionSchema;
+
+/* A session row as read by the hot path. */
+typedef struct SessionRow
+{
+	pg_uuid_t	id;
+	pg_uuid_t	user_id;
+	TimestampTz expires_at;
+	TimestampTz last_seen_at;
+	int32		idle_timeout;
+} SessionRow;
+
+static SessionSchema schema;
+static bool callback_registered = false;
+static SPIPlanPtr touch_plan = NULL;
+
+/*
+ * schema_invalidate
+ *		Relcache callback: any change to one of our relations (or a full
+ *		reset, relid = InvalidOid) makes us look everything up again.
+ */
+static void
+schema_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == schema.sessions || relid == schema.users ||
+		relid == schema.sessions_token_idx || relid == schema.users_pkey)
+		schema.valid = false;
+}
+
+static Oid
+need_relid(const char *name, Oid nsp)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"authx.%s\" does not exist", name),
+				 errhint("Reinstall the extension with DROP EXTENSION authx; CREATE EXTENSION authx.")));
+	return relid;
+}
+
+static AttrNumber
+need_attnum(Oid relid, const char *name)
+{
+	AttrNumber	att = get_attnum(relid, name);
+
+	if (att == InvalidAttrNumber)
+		elog(ERROR, "authx: column \"%s\" missing from relation %u", name, relid);
+	return att;
+}
+
+/*
+ * schema_ensure
+ *		Fill the per-backend schema cache if a callback emptied it.
+ */
+static void
+schema_ensure(void)
+{
+	Oid			nsp;
+
+	if (schema.valid)
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(schema_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	nsp = get_namespace_oid("authx", false);
+	schema.sessions = need_relid("sessions", nsp);
+	schema.sessions_token_idx = need_relid("sessions_token_hash_key", nsp);
+	schema.users = need_relid("users", nsp);
+	schema.users_pkey = need_relid("users_pkey", nsp);
+	schema.s_id = need_attnum(schema.sessions, "id");
+	schema.s_token_hash = need_attnum(schema.sessions, "token_hash");
+	schema.s_user_id = need_attnum(schema.sessions, "user_id");
+	schema.s_expires_at = need_attnum(schema.sessions, "expires_at");
+	schema.s_idle_timeout = need_attnum(schema.sessions, "idle_timeout");
+	schema.s_last_seen_at = need_attnum(schema.sessions, "last_seen_at");
+	schema.s_revoked_at = need_attnum(schema.sessions, "revoked_at");
+	schema.u_status = need_attnum(schema.users, "status");
+	schema.valid = true;
+}
+
+/*
+ * index_fetch
+ *		Fetch the one row whose indexed (single) column equals key, into slot,
+ *		with all attributes deformed.  Uses the active snapshot.
+ */
+static bool
+index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Datum key, TupleTableSlot *slot)
+{
+	Relation	idx = index_open(indexoid, AccessShareLock);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, key);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		slot_getallattrs(slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	return found;
+}
+
+static bool
+text_is(text *t, const char *s)
+{
+	Size		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && strncmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * session_lookup
+ *		Find the session whose token hashes to hash and judge it at now.
+ *		Fills *row when the session exists.  *owner gets the owner of the
+ *		sessions table (for the touch).
+ */
+static SessionVerdict
+session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
+{
+	Relation	srel;
+	Relation	urel;
+	TupleTableSlot *slot;
+	bytea	   *key;
+	SessionVerdict verdict = AUTHX_SESSION_OK;
+	bytea	   *stored;
+	text	   *status;
+
+	schema_ensure();
+	key = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(key, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(key), hash, AUTHX_HASH_LEN);
+
+	srel = table_open(schema.sessions, AccessShareLock);
+	*owner = srel->rd_rel->relowner;
+	slot = table_slot_create(srel, NULL);
+	if (!index_fetch(srel, schema.sessions_token_idx, F_BYTEAEQ, PointerGetDatum(key), slot))
+		verdict = AUTHX_SESSION_UNKNOWN;
+	else
+	{
+		/* Belt and braces: the index compared digests; compare in constant time. */
+		stored = DatumGetByteaPP(slot->tts_values[schema.s_token_hash - 1]);
+		if (VARSIZE_ANY_EXHDR(stored) != AUTHX_HASH_LEN ||
+			!authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN))
+			verdict = AUTHX_SESSION_UNKNOWN;
+		else
+		{
+			row->id = *DatumGetUUIDP(slot->tts_values[schema.s_id - 1]);
+			row->user_id = *DatumGetUUIDP(slot->tts_values[schema.s_user_id - 1]);
+			row->expires_at = DatumGetTimestampTz(slot->tts_values[schema.s_expires_at - 1]);
+			row->last_seen_at = DatumGetTimestampTz(slot->tts_values[schema.s_last_seen_at - 1]);
+			row->idle_timeout = DatumGetInt32(slot->tts_values[schema.s_idle_timeout - 1]);
+			if (!slot->tts_isnull[schema.s_revoked_at - 1])
+				verdict = AUTHX_SESSION_REVOKED;
+			else if (row->expires_at <= now)
+				verdict = AUTHX_SESSION_EXPIRED;
+			else if (row->idle_timeout > 0 &&
+					 row->last_seen_at + (int64) row->idle_timeout * USECS_PER_SEC <= now)
+				verdict = AUTHX_SESSION_IDLE;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(srel, AccessShareLock);
+	if (verdict != AUTHX_SESSION_OK)
+		return verdict;
+
+	/* The owner must be active (a temporary lockout does not end sessions). */
+	urel = table_open(schema.users, AccessShareLock);
+	slot = table_slot_create(urel, NULL);
+	if (!index_fetch(urel, schema.users_pkey, F_UUID_EQ, UUIDPGetDatum(&row->user_id), slot))
+		verdict = AUTHX_SESSION_USER_INACTIVE;
+	else
+	{
+		status = DatumGetTextPP(slot->tts_values[schema.u_status - 1]);
+		if (!text_is(status, "active") && !text_is(status, "locked"))
+			verdict = AUTHX_SESSION_USER_INACTIVE;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(urel, AccessShareLock);
+	return verdict;
+}
+
+/*
+ * session_touch
+ *		Move last_seen_at to now (and remember the client address), as the
+ *		owner of the table, skipping a row another transaction holds.  Skipped
+ *		in read-only transactions and on standbys: the idle deadline then
+ *		slides later, never earlier.
+ */
+static void
+session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owner)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ip_null ? 'n' : ' '};
+
+	if (XactReadOnly || RecoveryInProgress())
+		return;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		SPI_connect();
+		if (touch_plan == NULL)
+		{
+			Oid			argtypes[3] = {UUIDOID, TIMESTAMPTZOID, INETOID};
+			SPIPlanPtr	plan;
+
+			/* Every operator qualified: the caller's search_path must not matter. */
+			plan = SPI_prepare("UPDATE authx.sessions SET last_seen_at = $2, "
+							   "last_ip = COALESCE($3, last_ip) "
+							   "WHERE id OPERATOR(pg_catalog.=) "
+							   "(SELECT s.id FROM authx.sessions s WHERE s.id OPERATOR(pg_catalog.=) $1 "
+							   "FOR UPDATE SKIP LOCKED)",
+							   3, argtypes);
+			if (plan == NULL)
+				elog(ERROR, "authx: could not prepare session touch: %s",
+					 SPI_result_code_string(SPI_result));
+			SPI_keepplan(plan);
+			touch_plan = plan;
+		}
+		values[0] = UUIDPGetDatum(&row->id);
+		values[1] = TimestampTzGetDatum(now);
+		values[2] = ip;
+		if (SPI_execute_plan(touch_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "authx: session touch failed");
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	authx_stat_add(AUTHX_STAT_SESSION_TOUCHES, 1);
+}
+
+/*
+ * token_digest
+ *		Hash a session token if it is well formed.  Checks the stored size
+ *		before detoasting, so a megabyte of garbage costs nothing.
+ */
+static bool
+token_digest(Datum tokd, uint8 *hash)
+{
+	text	   *tok;
+
+	if (toast_raw_datum_size(tokd) != VARHDRSZ + AUTHX_TOKEN_LEN)
+		return false;
+	tok = DatumGetTextPP(tokd);
+	if (!authx_token_wellformed(AUTHX_SESSION_PREFIX, VARDATA_ANY(tok), VARSIZE_ANY_EXHDR(tok)))
+		return false;
+	authx_sha256(VARDATA_ANY(tok), AUTHX_TOKEN_LEN, hash);
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(authx_session_validate);
+
+/*
+ * authx.session_validate(token text, ip inet) RETURNS uuid
+ *		The session's user id, or NULL when the token is malformed, unknown,
+ *		revoked, expired (absolute or idle) or its user is disabled or
+ *		deleted.  Never raises on bad input.
+ */
+Datum
+authx_session_validate(PG_FUNCTION_ARGS)
+{
+	uint8		hash[AUTHX_HASH_LEN];
+	SessionRow	row;
+	SessionVerdict verdict;
+	TimestampTz now;
+	Oid			owner;
+	pg_uuid_t  *result;
+
+	if (PG_ARGISNULL(0) || !token_digest(PG_GETARG_DATUM(0), hash))
+	{
+		authx_stat_add(AUTHX_STAT_SESSION_MALFORMED, 1);
+		PG_RETURN_NULL();
+	}
+
+	now = GetCurrentTimestamp();
+	verdict = session_lookup(hash, now, &row, &owner);
+	if (verdict != AUTHX_SESSION_OK)
+	{
+		authx_stat_add(AUTHX_STAT_SESSION_INVALID, 1);
+		PG_RETURN_NULL();
+	}
+	if (now - row.last_seen_at >= (int64) authx_touch_interval * USECS_PER_SEC)
+		session_touch(&row, now, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+					  PG_ARGISNULL(1), owner);
+	authx_stat_add(AUTHX_STAT_SESSION_VALID, 1);
+
+	result = palloc(sizeof(pg_uuid_t));
+	*result = row.user_id;
+	PG_RETURN_UUID_P(result);
+}
+
+PG_FUNCTION_INFO_V1(authx_token_new);
+
+/*
+ * authx._token_new(prefix text) RETURNS TABLE(token text, token_hash bytea)
+ *		A fresh 256-bit token with the given 4-character prefix and its
+ *		SHA-256.  Internal: the caller stores the hash and hands out the token.
+ */
+Datum
+authx_token_new(PG_FUNCTION_ARGS)
+{
+	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char		tok[AUTHX_TOKEN_LEN + 1];
+	uint8		hash[AUTHX_HASH_LEN];
+	bytea	   *h;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (strlen(prefix) != AUTHX_TOKEN_PREFIX_LEN)
+		elog(ERROR, "authx: token prefix must have %d characters", AUTHX_TOKEN_PREFIX_LEN);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "authx: _token_new must return a row");
+	desc = BlessTupleDesc(desc);
+
+	authx_token_generate(prefix, tok);
+	authx_sha256(tok, AUTHX_TOKEN_LEN, hash);
+	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
+	values[0] = PointerGetDatum(cstring_to_text_with_len(tok, AUTHX_TOKEN_LEN));
+	values[1] = PointerGetDatum(h);
+	explicit_bzero(tok, sizeof(tok));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(authx_session_token_hash);
+
+/*
+ * authx._session_token_hash(token text) RETURNS bytea
+ *		SHA-256 of a well-formed session token, NULL for anything else.
+ */
+Datum
+authx_session_token_hash(PG_FUNCTION_ARGS)
+{
+	uint8		hash[AUTHX_HASH_LEN];
+	bytea	   *h;
+
+	if (!token_digest(PG_GETARG_DATUM(0), hash))
+		PG_RETURN_NULL();
+	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
+	PG_RETURN_BYTEA_P(h);
+}

@@ -1,0 +1,169 @@
+-- 02_privileges.sql — who may do what, exercised with SET ROLE.
+--
+-- Covers:
+--   * authx_app: cannot SELECT authx.users (not even id, not password_hash),
+--     cannot write users or audit_log, cannot call the admin functions
+--     (user_disable/enable/delete, maintenance_run, audit_flush, _stats) nor
+--     read authx.stats / audit_log / audit_partitions, cannot call internal
+--     functions (_password_hash, _audit_tx, _partitions_maintain, ...), cannot
+--     weaken the SUSET password settings — all 42501; can use its six
+--     functions, and user_get never exposes a password hash;
+--   * authx_admin: reads every users column but password_hash (42501 on it
+--     and on SELECT *), reads audit_log, authx.stats and audit_partitions,
+--     calls the admin functions, but still cannot call internals nor write
+--     to the audit trail or the users table;
+--   * a fresh role with no grants cannot call any authx function: neither
+--     without USAGE on the schema nor with it (each function tried with
+--     non-NULL arguments, so a STRICT function cannot short-circuit).
+-- The worker must not be left needing to create today's partitions while
+-- this transaction holds locks on audit_log (ATTACH PARTITION needs ACCESS
+-- EXCLUSIVE on the default partition, and a blocked maintenance pass also
+-- stops the audit drain that audit_flush waits for).  On a fresh cluster
+-- the worker may not have run yet, so make today's partitions first.
+DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
+
+BEGIN;
+SELECT plan(75);
+
+-- Cheap hashes: cost is not what this file tests.
+SET authx.password_memlimit = 64;
+SET authx.password_opslimit = 1;
+
+SELECT authx.user_create('pgtap-privs-1@example.com', 'privs password 1') AS uid \gset
+
+-- ================================================================ authx_app
+SET ROLE authx_app;
+
+SELECT throws_ok('SELECT id FROM authx.users', '42501', NULL, 'app: cannot SELECT authx.users.id');
+SELECT throws_ok('SELECT password_hash FROM authx.users', '42501', NULL, 'app: cannot SELECT authx.users.password_hash');
+SELECT throws_ok('SELECT count(*) FROM authx.users', '42501', NULL, 'app: cannot count authx.users');
+SELECT throws_ok($$UPDATE authx.users SET status = 'active'$$, '42501', NULL, 'app: cannot UPDATE authx.users');
+SELECT throws_ok($$INSERT INTO authx.audit_log (at, event_type, severity) VALUES (now(), 'forged', 'info')$$,
+                 '42501', NULL, 'app: cannot INSERT into authx.audit_log (forge events)');
+SELECT throws_ok('SELECT count(*) FROM authx.audit_log', '42501', NULL, 'app: cannot read authx.audit_log');
+SELECT throws_ok('SELECT * FROM authx.audit_partitions', '42501', NULL, 'app: cannot read authx.audit_partitions');
+SELECT throws_ok('SELECT * FROM authx.stats', '42501', NULL, 'app: cannot read authx.stats');
+SELECT throws_ok('SELECT * FROM authx._stats()', '42501', NULL, 'app: cannot call authx._stats()');
+SELECT throws_ok(format('SELECT authx.user_disable(%L)', :'uid'), '42501', NULL, 'app: cannot call user_disable');
+SELECT throws_ok(format('SELECT authx.user_enable(%L)', :'uid'), '42501', NULL, 'app: cannot call user_enable');
+SELECT throws_ok(format('SELECT authx.user_delete(%L)', :'uid'), '42501', NULL, 'app: cannot call user_delete');
+SELECT throws_ok('SELECT authx.maintenance_run()', '42501', NULL, 'app: cannot call maintenance_run');
+SELECT throws_ok($$SELECT authx.audit_flush('1 second')$$, '42501', NULL, 'app: cannot call audit_flush');
+SELECT throws_ok($$SELECT authx._password_hash('some password 1', false)$$, '42501', NULL,
+                 'app: cannot call _password_hash (would bypass the policy)');
+SELECT throws_ok($$SELECT authx._password_check('$argon2id$', 'x')$$, '42501', NULL, 'app: cannot call _password_check');
+SELECT throws_ok(format($$SELECT authx._audit_tx('forged', 'info', %L)$$, :'uid'), '42501', NULL,
+                 'app: cannot call _audit_tx');
+SELECT throws_ok($$SELECT authx._partitions_maintain('authx.audit_log', 0, 1, now() + interval '10 years')$$,
+                 '42501', NULL, 'app: cannot call _partitions_maintain');
+SELECT throws_ok(format($$SELECT authx._user_set_status(%L, 'active', 'user.enabled')$$, :'uid'), '42501', NULL,
+                 'app: cannot call _user_set_status');
+SELECT throws_ok('SET authx.password_min_length = 1', '42501', NULL, 'app: cannot lower authx.password_min_length');
+SELECT throws_ok('SET authx.password_opslimit = 1', '42501', NULL, 'app: cannot change authx.password_opslimit');
+SELECT throws_ok('SET authx.password_memlimit = 8', '42501', NULL, 'app: cannot change authx.password_memlimit');
+
+-- What the application role is for.
+SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
+SELECT is((SELECT email FROM authx.user_get(:'uid')), 'pgtap-privs-1@example.com', 'app: user_get works');
+SELECT is(authx.password_verify(:'uid', 'privs password 1'), true, 'app: password_verify works');
+SELECT lives_ok(format($$SELECT authx.password_set(%L, 'privs password 2')$$, :'uid'), 'app: password_set works');
+SELECT isnt(authx.user_create('pgtap-privs-2@example.com', 'privs password 3'), NULL, 'app: user_create works');
+SELECT lives_ok($$SELECT authx.audit('pgtap.privs', 'low', details => '{"tag": "pgtap-privs"}')$$, 'app: audit works');
+
+RESET ROLE;
+
+SELECT ok(NOT 'password_hash' = ANY (SELECT unnest(proargnames) FROM pg_catalog.pg_proc
+                                      WHERE oid = 'authx.user_get(uuid)'::regprocedure),
+          'user_get has no password_hash output column');
+
+-- ================================================================ authx_admin
+-- Every column of authx.users except password_hash, read from the catalog.
+SELECT format('SELECT %s FROM authx.users', string_agg(quote_ident(attname), ', ' ORDER BY attnum)) AS admin_cols_sql
+  FROM pg_catalog.pg_attribute
+ WHERE attrelid = 'authx.users'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'password_hash' \gset
+
+SET ROLE authx_admin;
+
+SELECT lives_ok(:'admin_cols_sql', 'admin: can read every users column but password_hash');
+SELECT is((SELECT status FROM authx.users WHERE id = :'uid'), 'active', 'admin: sees the user row');
+SELECT throws_ok('SELECT password_hash FROM authx.users', '42501', NULL, 'admin: cannot read users.password_hash');
+SELECT throws_ok('SELECT * FROM authx.users', '42501', NULL, 'admin: SELECT * on users fails (password_hash)');
+SELECT throws_ok($$SELECT 1 FROM authx.users WHERE password_hash LIKE '$argon2id$%'$$, '42501', NULL,
+                 'admin: cannot filter on password_hash either');
+SELECT throws_ok($$UPDATE authx.users SET status = 'active' WHERE id = gen_random_uuid()$$, '42501', NULL,
+                 'admin: cannot UPDATE authx.users directly');
+SELECT throws_ok('DELETE FROM authx.audit_log', '42501', NULL, 'admin: cannot DELETE from the audit trail');
+SELECT throws_ok($$INSERT INTO authx.audit_log (at, event_type, severity) VALUES (now(), 'forged', 'info')$$,
+                 '42501', NULL, 'admin: cannot INSERT into authx.audit_log');
+SELECT lives_ok('SELECT count(*) FROM authx.audit_log', 'admin: can read authx.audit_log');
+SELECT lives_ok('SELECT * FROM authx.audit_partitions', 'admin: can read authx.audit_partitions');
+SELECT ok((SELECT count(*) FROM authx.stats WHERE name IN ('audit_enqueued', 'audit_written', 'password_hashes',
+                                                           'password_verifies', 'maintenance_runs')) = 5,
+          'admin: can read authx.stats');
+SELECT throws_ok($$SELECT authx._password_hash('some password 1', false)$$, '42501', NULL, 'admin: cannot call _password_hash');
+SELECT throws_ok($$SELECT authx._partitions_maintain('authx.audit_log', 0, 1, now() + interval '10 years')$$,
+                 '42501', NULL, 'admin: cannot call _partitions_maintain');
+SELECT throws_ok('SET authx.password_opslimit = 1', '42501', NULL, 'admin: cannot change authx.password_opslimit');
+SELECT is(authx.user_disable(:'uid'), true, 'admin: user_disable works');
+SELECT is(authx.user_enable(:'uid'), true, 'admin: user_enable works');
+SELECT is(authx.password_verify(:'uid', 'privs password 2'), true, 'admin inherits authx_app: password_verify works');
+SELECT lives_ok($$SELECT authx.audit_flush('30 seconds')$$, 'admin: audit_flush works');
+SELECT is(authx.user_delete(:'uid'), true, 'admin: user_delete works');
+
+RESET ROLE;
+
+SELECT column_privs_are('authx', 'users', 'password_hash', 'authx_admin', ARRAY[]::text[],
+                        'authx_admin has no privilege on users.password_hash');
+SELECT column_privs_are('authx', 'users', 'email', 'authx_admin', ARRAY['SELECT'],
+                        'authx_admin has SELECT on users.email');
+SELECT any_column_privs_are('authx', 'users', 'authx_app', ARRAY[]::text[],
+                            'authx_app has no privilege on any users column');
+
+-- ================================================================ no grants
+CREATE ROLE pgtap_privs_nobody NOLOGIN;
+SET ROLE pgtap_privs_nobody;
+SELECT throws_ok($$SELECT authx.user_find('pgtap-privs-2@example.com')$$, '42501', NULL,
+                 'nobody: no USAGE on schema authx');
+SELECT throws_ok('SELECT * FROM authx.stats', '42501', NULL, 'nobody: cannot read authx.stats');
+RESET ROLE;
+
+-- Even with USAGE on the schema, EXECUTE is refused on every function.
+-- Arguments are non-NULL so the planner cannot fold a STRICT call away.
+GRANT USAGE ON SCHEMA authx TO pgtap_privs_nobody;
+SELECT is_empty(
+    $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND pg_catalog.has_function_privilege('pgtap_privs_nobody', p.oid, 'EXECUTE')$$,
+    'nobody: has_function_privilege is false for every authx function');
+
+CREATE TEMP TABLE privs_calls ON COMMIT DROP AS
+SELECT p.oid::regprocedure::text AS fn,
+       format('SELECT %s(%s)', p.oid::regproc,
+              (SELECT coalesce(string_agg(CASE format_type(t, NULL)
+                                   WHEN 'text' THEN $$'x'::text$$
+                                   WHEN 'uuid' THEN $$'00000000-0000-0000-0000-000000000000'::uuid$$
+                                   WHEN 'boolean' THEN 'true'
+                                   WHEN 'integer' THEN '0'
+                                   WHEN 'interval' THEN $$'0'::interval$$
+                                   WHEN 'timestamp with time zone' THEN 'now()'
+                                   WHEN 'inet' THEN $$'127.0.0.1'::inet$$
+                                   WHEN 'jsonb' THEN $$'{}'::jsonb$$
+                                   WHEN 'regclass' THEN $$'authx.audit_log'::regclass$$
+                                   WHEN 'authx.severity' THEN $$'info'::authx.severity$$
+                                   WHEN 'anyelement' THEN $$'x'::text$$
+                               END, ', ' ORDER BY ord), '')
+                 FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, ord))) AS call
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = 'authx'::regnamespace;
+GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
+
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 20,
+          'a call was built for each of the 20 authx functions');
+
+SET ROLE pgtap_privs_nobody;
+SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)
+  FROM privs_calls ORDER BY fn;
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
