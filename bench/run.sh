@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios.  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 3) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -48,13 +48,16 @@ ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
 best() { python3 -c "import sys; print(f'{max(map(float, sys.argv[1:])):.1f}')" "$@"; }
 # overhead AUTHX RAW: the share of time authx adds; a negative figure is noise.
 overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 else f'none measurable ({o:.1f}%)')"; }
-row() { printf '| %-44s | %8s | %-12s | %s |\n' "$1" "$2" "$3" "$4"; }
+row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
+SECTIONS=${AUTHX_BENCH:-passwords sessions}
+
+bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
-say "measuring (${SECS}s each; argon2id t=$OPS m=${MEM}kB; $(nproc) cores)"
+say "passwords: ${SECS}s per run; argon2id t=$OPS m=${MEM}kB; $(nproc) cores"
 
 T_SELECT1=$(best "$(tps 2 select1.sql)")
-rv=() rh=() tv=() tc=()
+local rv=() rh=() tv=() tc=() a b
 for _ in $(seq "$ROUNDS"); do
     read -r a b < <("$WORK/pwbench" "$SECS" "$OPS" "$MEM")
     rv+=("$a") rh+=("$b")
@@ -79,3 +82,51 @@ row "authx.user_create (1 client)" "$T_CREATE" "$(ratio "$T_CREATE" "$T_SELECT1"
     "$(ratio "$T_CREATE" "$RAW_HASH") of raw; overhead $(overhead "$T_CREATE" "$RAW_HASH")"
 row "hand-written: pgcrypto crypt() bcrypt-10" "$T_PGCRYPTO" "$(ratio "$T_PGCRYPTO" "$T_SELECT1")" \
     "a different KDF, for scale only"
+}
+
+bench_sessions() {
+    local n=1000000
+    say "sessions: loading $n sessions"
+    # Tokens are deterministic so pgbench can name one without a lookup:
+    # axs_ + the row number left-padded with A to 43 base64url characters.
+    psql_ -c "INSERT INTO authx.sessions (token_hash, user_id, expires_at, idle_timeout)
+              SELECT sha256(convert_to('axs_' || lpad(i::text, 43, 'A'), 'UTF8')), '$UID_',
+                     now() + interval '30 days', 86400
+                FROM generate_series(1, $n) i" -c "VACUUM ANALYZE authx.sessions"
+    # Measure the read path: no session is touched during the run (in real
+    # traffic an active session is written once per touch_interval).
+    psql_ -c "ALTER DATABASE authx_bench SET authx.touch_interval = '1h'"
+    local tok s1=() vp=() hp=() te=() sv=() hw=()
+    tok=$(psql_ -tAc "SELECT 'axs_' || lpad('4242', 43, 'A')")
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        vp+=("$(tps 2 session_validate_param.sql -D tok="$tok")")
+        hp+=("$(tps 2 session_handwritten_param.sql -D tok="$tok")")
+        te+=("$(tps 2 token_expr.sql)")
+        sv+=("$(tps 2 session_validate.sql)")
+        hw+=("$(tps 2 session_handwritten.sql)")
+    done
+    local S1 VP HP TE SV HW SC SR
+    S1=$(best "${s1[@]}") VP=$(best "${vp[@]}") HP=$(best "${hp[@]}")
+    TE=$(best "${te[@]}") SV=$(best "${sv[@]}") HW=$(best "${hw[@]}")
+    SC=$(best "$(tps 2 session_create.sql -D uid="$UID_")")
+    SR=$(best "$(tps 2 session_revoke.sql)")
+
+    echo
+    echo "## Sessions ($(nproc) cores, 2 clients, prepared, $n sessions, best of $ROUNDS x ${SECS}s)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.session_validate(\$1)" "$VP" "$(ratio "$VP" "$S1")" "$(ratio "$VP" "$HP")"
+    row "hand-written: SELECT user_id ... token_hash = sha256(\$1)" "$HP" "$(ratio "$HP" "$S1")" "1.000"
+    row "random token of $n: SELECT 'axs_' || lpad(:i, 43, 'A')" "$TE" "$(ratio "$TE" "$S1")" ""
+    row "random token of $n: authx.session_validate(...)" "$SV" "$(ratio "$SV" "$TE") of expr" "$(ratio "$SV" "$HW")"
+    row "random token of $n: hand-written SQL" "$HW" "$(ratio "$HW" "$TE") of expr" "1.000"
+    row "authx.session_create(user_id)" "$SC" "$(ratio "$SC" "$S1")" ""
+    row "authx.session_revoke(token)" "$SR" "$(ratio "$SR" "$S1")" ""
+}
+
+for section in $SECTIONS; do
+    "bench_$section"
+done

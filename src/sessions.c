@@ -36,6 +36,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -256,60 +257,98 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 }
 
 /*
+ * touch_sql
+ *		Run the kept touch plan.  Every operator is qualified: the caller's
+ *		search_path must not matter, as this runs as the table owner.
+ */
+static void
+touch_sql(SessionRow *row, TimestampTz now, Datum ip, bool ip_null)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ip_null ? 'n' : ' '};
+
+	SPI_connect();
+	if (touch_plan == NULL)
+	{
+		Oid			argtypes[3] = {UUIDOID, TIMESTAMPTZOID, INETOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("UPDATE authx.sessions SET last_seen_at = $2, "
+						   "last_ip = COALESCE($3, last_ip) "
+						   "WHERE id OPERATOR(pg_catalog.=) "
+						   "(SELECT s.id FROM authx.sessions s WHERE s.id OPERATOR(pg_catalog.=) $1 "
+						   "FOR UPDATE SKIP LOCKED)",
+						   3, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "authx: could not prepare session touch: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		touch_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&row->id);
+	values[1] = TimestampTzGetDatum(now);
+	values[2] = ip;
+	if (SPI_execute_plan(touch_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "authx: session touch failed");
+	SPI_finish();
+}
+
+/*
  * session_touch
  *		Move last_seen_at to now (and remember the client address), as the
- *		owner of the table, skipping a row another transaction holds.  Skipped
- *		in read-only transactions and on standbys: the idle deadline then
- *		slides later, never earlier.
+ *		owner of the table, skipping a row another transaction holds.
+ *
+ *		Skipped in read-only transactions and on standbys: the idle deadline
+ *		then slides later, never earlier.  Runs in a subtransaction so that a
+ *		concurrency failure (a REPEATABLE READ caller whose snapshot predates
+ *		another touch gets 40001) is swallowed: validation never raises for
+ *		it.  Anything else (a cancel, say) is re-thrown.
  */
 static void
 session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owner)
 {
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ip_null ? 'n' : ' '};
 
 	if (XactReadOnly || RecoveryInProgress())
 		return;
 
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	/* Aborting the subtransaction restores the caller's identity itself. */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		SPI_connect();
-		if (touch_plan == NULL)
-		{
-			Oid			argtypes[3] = {UUIDOID, TIMESTAMPTZOID, INETOID};
-			SPIPlanPtr	plan;
-
-			/* Every operator qualified: the caller's search_path must not matter. */
-			plan = SPI_prepare("UPDATE authx.sessions SET last_seen_at = $2, "
-							   "last_ip = COALESCE($3, last_ip) "
-							   "WHERE id OPERATOR(pg_catalog.=) "
-							   "(SELECT s.id FROM authx.sessions s WHERE s.id OPERATOR(pg_catalog.=) $1 "
-							   "FOR UPDATE SKIP LOCKED)",
-							   3, argtypes);
-			if (plan == NULL)
-				elog(ERROR, "authx: could not prepare session touch: %s",
-					 SPI_result_code_string(SPI_result));
-			SPI_keepplan(plan);
-			touch_plan = plan;
-		}
-		values[0] = UUIDPGetDatum(&row->id);
-		values[1] = TimestampTzGetDatum(now);
-		values[2] = ip;
-		if (SPI_execute_plan(touch_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "authx: session touch failed");
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
+		touch_sql(row, now, ip, ip_null);
 		SetUserIdAndSecContext(save_userid, save_sec);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		authx_stat_add(AUTHX_STAT_SESSION_TOUCHES, 1);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE &&
+			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
+			edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(DEBUG1,
+				(errmsg_internal("authx: session touch skipped: %s", edata->message)));
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
-	authx_stat_add(AUTHX_STAT_SESSION_TOUCHES, 1);
 }
 
 /*

@@ -1,0 +1,1 @@
+SELECT session_token FROM authx.session_create(:uid);

@@ -1,0 +1,4 @@
+\set i random(1, 1000000)
+SELECT user_id FROM authx.sessions
+ WHERE token_hash = sha256(convert_to('axs_' || lpad(:i::text, 43, 'A'), 'UTF8'))
+   AND revoked_at IS NULL AND expires_at > now();

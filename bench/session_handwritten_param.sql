@@ -1,0 +1,2 @@
+SELECT user_id FROM authx.sessions
+ WHERE token_hash = sha256(convert_to(:tok, 'UTF8')) AND revoked_at IS NULL AND expires_at > now();

@@ -1,0 +1,1 @@
+SELECT authx.session_validate(:tok);
