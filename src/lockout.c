@@ -213,6 +213,42 @@ entry_fail(AuthxLockoutEntry *e, int threshold, TimestampTz now)
 }
 
 /*
+ * count_failure
+ *		Count a failure on the (user_id, ip) entry unless it is locked already
+ *		(failures during a lockout do not extend it); raise *until to the
+ *		entry's lock end.  Returns true when this failure started a lockout.
+ *		Caller holds AUTHX_LOCK_LOCKOUT exclusively.
+ */
+static bool
+count_failure(const pg_uuid_t *user_id, const char *ip, int threshold,
+			  TimestampTz now, TimestampTz *until)
+{
+	AuthxLockoutEntry *e = entry_find(user_id, ip, true, now);
+	bool		locked = false;
+
+	if (e == NULL)
+		return false;
+	if (e->locked_until <= now)
+		locked = entry_fail(e, threshold, now);
+	*until = Max(*until, e->locked_until);
+	return locked;
+}
+
+/*
+ * entry_reset
+ *		Forget an entry's failures and lockouts (NULL: nothing to do).
+ */
+static void
+entry_reset(AuthxLockoutEntry *e, TimestampTz now)
+{
+	if (e == NULL || (e->failures == 0 && e->lock_count == 0 && e->locked_until == 0))
+		return;
+	e->failures = e->lock_count = 0;
+	e->locked_until = 0;
+	entry_touch(e, now);
+}
+
+/*
  * lockout_args
  *		Common argument handling: user id and the host text of ip.
  */
@@ -275,29 +311,17 @@ authx_lockout_fail(PG_FUNCTION_ARGS)
 	pg_uuid_t  *uid = lockout_args(fcinfo, ip);
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until = 0;
-	AuthxLockoutEntry *e;
 	bool		locked = false;
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_LOCKOUT), LW_EXCLUSIVE);
-	if (ip[0] != '\0' && (e = entry_find(uid, ip, true, now)) != NULL)
-	{
-		if (e->locked_until <= now)
-			locked |= entry_fail(e, authx_lockout_threshold, now);
-		until = Max(until, e->locked_until);
-	}
+	if (ip[0] != '\0')
+		locked |= count_failure(uid, ip, authx_lockout_threshold, now, &until);
 	/* Without an address only the account counter exists: use the pair's
 	 * threshold then, as all failures come from "one" unknown client. */
-	if (authx_lockout_account_threshold > 0 || ip[0] == '\0')
-	{
-		int			threshold = ip[0] == '\0' ? authx_lockout_threshold : authx_lockout_account_threshold;
-
-		if ((e = entry_find(uid, "", true, now)) != NULL)
-		{
-			if (e->locked_until <= now)
-				locked |= entry_fail(e, threshold, now);
-			until = Max(until, e->locked_until);
-		}
-	}
+	if (ip[0] == '\0')
+		locked |= count_failure(uid, "", authx_lockout_threshold, now, &until);
+	else if (authx_lockout_account_threshold > 0)
+		locked |= count_failure(uid, "", authx_lockout_account_threshold, now, &until);
 	LWLockRelease(authx_lock(AUTHX_LOCK_LOCKOUT));
 
 	authx_stat_add(AUTHX_STAT_LOGIN_FAILURES_COUNTED, 1);
@@ -325,33 +349,16 @@ authx_lockout_clear(PG_FUNCTION_ARGS)
 	char		ip[AUTHX_IP_TEXT_LEN];
 	pg_uuid_t  *uid = lockout_args(fcinfo, ip);
 	TimestampTz now = GetCurrentTimestamp();
-	AuthxLockoutEntry *e;
 	int			i;
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_LOCKOUT), LW_EXCLUSIVE);
 	if (ip[0] != '\0')
-	{
-		if ((e = entry_find(uid, ip, false, now)) != NULL &&
-			(e->failures || e->lock_count || e->locked_until))
-		{
-			e->failures = e->lock_count = 0;
-			e->locked_until = 0;
-			entry_touch(e, now);
-		}
-	}
+		entry_reset(entry_find(uid, ip, false, now), now);
 	else
-	{
 		for (i = 0; i < authx_lockout_slots; i++)
-		{
-			e = &entries()[i];
-			if (e->key != 0 && memcmp(e->user_id.data, uid->data, UUID_LEN) == 0)
-			{
-				e->failures = e->lock_count = 0;
-				e->locked_until = 0;
-				entry_touch(e, now);
-			}
-		}
-	}
+			if (entries()[i].key != 0 &&
+				memcmp(entries()[i].user_id.data, uid->data, UUID_LEN) == 0)
+				entry_reset(&entries()[i], now);
 	LWLockRelease(authx_lock(AUTHX_LOCK_LOCKOUT));
 	PG_RETURN_VOID();
 }

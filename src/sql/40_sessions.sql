@@ -262,28 +262,6 @@ $$;
 COMMENT ON FUNCTION authx.sessions(uuid) IS
 'Lists the live sessions of a user, newest first; never tokens or hashes.';
 
-CREATE FUNCTION authx.session_revoke(token text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_user uuid;
-    v_id   uuid;
-BEGIN
-    UPDATE authx.sessions s SET revoked_at = now(), revoke_reason = 'revoked'
-     WHERE s.token_hash = authx._session_token_hash(token) AND s.revoked_at IS NULL
-    RETURNING s.user_id, s.id INTO v_user, v_id;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM authx._audit_tx('session.revoked', 'info', v_user, jsonb_build_object('session_id', v_id));
-    RETURN true;
-END
-$$;
-COMMENT ON FUNCTION authx.session_revoke(text) IS
-'Revokes the session (log out). Returns false when the token is unknown, malformed or already revoked.';
-
 CREATE FUNCTION authx.session_revoke_id(session_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT
@@ -305,6 +283,18 @@ END
 $$;
 COMMENT ON FUNCTION authx.session_revoke_id(uuid) IS
 'Revokes a session by the id shown in authx.sessions() ("log out that device"). Returns false when unknown or already revoked.';
+
+CREATE FUNCTION authx.session_revoke(token text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(authx.session_revoke_id(
+               (SELECT s.id FROM authx.sessions s
+                 WHERE s.token_hash = authx._session_token_hash(session_revoke.token))), false);
+$$;
+COMMENT ON FUNCTION authx.session_revoke(text) IS
+'Revokes the session (log out). Returns false when the token is unknown, malformed or already revoked.';
 
 CREATE FUNCTION authx.session_revoke_all(user_id uuid, except_token text DEFAULT NULL)
 RETURNS integer
