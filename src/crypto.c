@@ -53,12 +53,6 @@ authx_crypto_init(void)
 				 errmsg("could not initialise libsodium")));
 }
 
-static size_t
-memlimit_bytes(void)
-{
-	return (size_t) authx_password_memlimit * 1024;
-}
-
 /*
  * password_slots
  *		The concurrency cap in force: the GUC, or twice the CPU count.
@@ -201,11 +195,27 @@ wipe_text(text *t, text *orig)
 	}
 }
 
+/*
+ * hash_costs
+ *		The memory (kB) and time costs of an argon2id PHC string; false when
+ *		it is not one.
+ */
+static bool
+hash_costs(const char *hash, unsigned long *m, unsigned long *t)
+{
+	int			v;
+	int			p;
+
+	return sscanf(hash, "$argon2id$v=%d$m=%lu,t=%lu,p=%d$", &v, m, t, &p) == 4;
+}
+
 PG_FUNCTION_INFO_V1(authx_password_hash);
 
 /*
- * authx._password_hash(password text, enforce_policy boolean) RETURNS text
- *		An argon2id PHC string for the password at the configured costs.
+ * authx._password_hash(password text, enforce_policy boolean,
+ *						 floor_hash text) RETURNS text
+ *		An argon2id PHC string for the password at the configured costs, or
+ *		at floor_hash's where those are higher (a rehash never lowers a cost).
  *		Internal: the user functions call it; applications cannot.
  */
 Datum
@@ -216,6 +226,8 @@ authx_password_hash(PG_FUNCTION_ARGS)
 	bool		enforce = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
 	char		out[crypto_pwhash_STRBYTES];
 	int			rc;
+	unsigned long ops;
+	unsigned long mem_kb;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -224,11 +236,23 @@ authx_password_hash(PG_FUNCTION_ARGS)
 				 errhint("Pass the password as a non-null text value.")));
 	pw = PG_GETARG_TEXT_PP(0);
 	norm = password_prepare(pw, true, enforce);
+	ops = (unsigned long) authx_password_opslimit;
+	mem_kb = (unsigned long) authx_password_memlimit;
+	if (!PG_ARGISNULL(2))
+	{
+		unsigned long floor_m;
+		unsigned long floor_t;
+
+		if (hash_costs(text_to_cstring(PG_GETARG_TEXT_PP(2)), &floor_m, &floor_t))
+		{
+			ops = Max(ops, floor_t);
+			mem_kb = Max(mem_kb, floor_m);
+		}
+	}
 
 	password_slot_acquire();
 	rc = crypto_pwhash_str_alg(out, VARDATA_ANY(norm), VARSIZE_ANY_EXHDR(norm),
-							   (unsigned long long) authx_password_opslimit,
-							   memlimit_bytes(),
+							   (unsigned long long) ops, (size_t) mem_kb * 1024,
 							   crypto_pwhash_ALG_ARGON2ID13);
 	password_slot_release();
 	wipe_text(norm, pw);
@@ -255,10 +279,8 @@ hash_is_weaker(const char *hash)
 {
 	unsigned long m;
 	unsigned long t;
-	int			v;
-	int			p;
 
-	if (sscanf(hash, "$argon2id$v=%d$m=%lu,t=%lu,p=%d$", &v, &m, &t, &p) != 4)
+	if (!hash_costs(hash, &m, &t))
 		return true;
 	return m < (unsigned long) authx_password_memlimit ||
 		t < (unsigned long) authx_password_opslimit;

@@ -14,8 +14,9 @@
  * Backends change entries under AUTHX_LOCK_LOCKOUT (exclusive), so
  * concurrent failures are counted exactly, and the change is visible at once,
  * whatever becomes of the caller's transaction.  The maintenance worker
- * copies changed ("dirty") entries into authx.lockouts and, once per
- * shared-memory lifetime, loads that table back (after a restart).
+ * copies changed ("dirty") entries into authx.lockouts.  Once per
+ * shared-memory lifetime (after a start or crash-restart) that table is
+ * loaded back, by the worker or by the first login, whichever comes first.
  *
  * Lookup is open addressing: an entry lives within AUTHX_LOCKOUT_PROBE slots
  * of its hash, and lookups scan the whole window, so freeing a slot needs no
@@ -64,6 +65,8 @@ typedef struct LockoutCopy
 	int			slot;
 	AuthxLockoutEntry e;
 } LockoutCopy;
+
+static void lockout_ensure_loaded(void);
 
 static AuthxLockoutEntry *
 entries(void)
@@ -284,10 +287,12 @@ authx_lockout_state(PG_FUNCTION_ARGS)
 {
 	char		ip[AUTHX_IP_TEXT_LEN];
 	pg_uuid_t  *uid = lockout_args(fcinfo, ip);
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	TimestampTz until = 0;
 	AuthxLockoutEntry *e;
 
+	lockout_ensure_loaded();
+	now = GetCurrentTimestamp();
 	LWLockAcquire(authx_lock(AUTHX_LOCK_LOCKOUT), LW_SHARED);
 	if ((e = entry_find(uid, ip, false, now)) != NULL)
 		until = Max(until, e->locked_until);
@@ -309,10 +314,12 @@ authx_lockout_fail(PG_FUNCTION_ARGS)
 {
 	char		ip[AUTHX_IP_TEXT_LEN];
 	pg_uuid_t  *uid = lockout_args(fcinfo, ip);
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	TimestampTz until = 0;
 	bool		locked = false;
 
+	lockout_ensure_loaded();
+	now = GetCurrentTimestamp();
 	LWLockAcquire(authx_lock(AUTHX_LOCK_LOCKOUT), LW_EXCLUSIVE);
 	if (ip[0] != '\0')
 		locked |= count_failure(uid, ip, authx_lockout_threshold, now, &until);
@@ -403,6 +410,8 @@ authx_lockout_persist(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "authx: persisting lockouts");
+	/* Never wait long on a row someone holds: the next turn retries. */
+	SPI_execute("SELECT pg_catalog.set_config('lock_timeout', '1s', true)", false, 0);
 	plan = SPI_prepare("INSERT INTO authx.lockouts AS l (user_id, ip, failures, lock_count, window_start, locked_until, updated_at) "
 					   "VALUES ($1, nullif($2, '')::inet, $3, $4, $5, $6, $7) "
 					   "ON CONFLICT (user_id, ip) DO UPDATE SET failures = EXCLUDED.failures, "
@@ -450,21 +459,21 @@ authx_lockout_persist(void)
 }
 
 /*
- * authx_lockout_load
- *		Worker side, once per shared-memory lifetime: bring back the live
- *		lockouts and counting windows from authx.lockouts.  Entries already
- *		in memory are newer and win.
+ * lockout_load_here
+ *		Bring back the live lockouts and counting windows from
+ *		authx.lockouts, inside the current transaction, unless that was done
+ *		since startup.  The rows are read first and merged under the lock;
+ *		whoever gets the lock first (the worker, or the first login after a
+ *		restart) applies them, the other finds lockout_loaded set.
  */
-void
-authx_lockout_load(void)
+static void
+lockout_load_here(void)
 {
 	uint64		i;
 	int			rc;
 	TimestampTz now = GetCurrentTimestamp();
 
-	StartTransactionCommand();
 	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	rc = SPI_execute("SELECT user_id, coalesce(host(ip), ''), failures, lock_count, "
 					 "coalesce(window_start, '-infinity'), coalesce(locked_until, '-infinity'), updated_at "
 					 "FROM authx.lockouts", true, 0);
@@ -472,7 +481,7 @@ authx_lockout_load(void)
 		elog(ERROR, "authx: could not read authx.lockouts");
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_LOCKOUT), LW_EXCLUSIVE);
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < SPI_processed && !authx_shared->lockout_loaded; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -491,9 +500,7 @@ authx_lockout_load(void)
 			probe.window_start = 0;
 		if (TIMESTAMP_NOT_FINITE(probe.locked_until))
 			probe.locked_until = 0;
-		if (entry_idle(&probe, now) || entry_find(uid, ip, false, now) != NULL)
-			continue;
-		if ((e = entry_find(uid, ip, true, now)) == NULL)
+		if (entry_idle(&probe, now) || (e = entry_find(uid, ip, true, now)) == NULL)
 			continue;
 		e->failures = probe.failures;
 		e->lock_count = probe.lock_count;
@@ -503,8 +510,33 @@ authx_lockout_load(void)
 	}
 	authx_shared->lockout_loaded = true;
 	LWLockRelease(authx_lock(AUTHX_LOCK_LOCKOUT));
-
 	SPI_finish();
+}
+
+/*
+ * lockout_ensure_loaded
+ *		Backends: before the first lockout decision after a server start,
+ *		make sure the persisted state is in memory, so that a restart never
+ *		opens a window in which a locked account can log in, and no entry
+ *		made in such a window can shadow the saved one.
+ */
+static void
+lockout_ensure_loaded(void)
+{
+	if (!authx_shared->lockout_loaded)
+		lockout_load_here();
+}
+
+/*
+ * authx_lockout_load
+ *		Worker side: the same, in a transaction of its own.
+ */
+void
+authx_lockout_load(void)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	lockout_load_here();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }

@@ -302,7 +302,8 @@ touch_sql(SessionRow *row, TimestampTz now, Datum ip, bool ip_null)
  *		then slides later, never earlier.  Runs in a subtransaction so that a
  *		concurrency failure (a REPEATABLE READ caller whose snapshot predates
  *		another touch gets 40001) is swallowed: validation never raises for
- *		it.  Anything else (a cancel, say) is re-thrown.
+ *		it.  Anything else (a cancel, say) is re-thrown after the
+ *		subtransaction is rolled back.
  */
 static void
 session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owner)
@@ -334,16 +335,20 @@ session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owne
 	{
 		ErrorData  *edata;
 
+		/*
+		 * Our subtransaction is rolled back first, whatever happens next: a
+		 * caller's exception block must find its own subtransaction current.
+		 */
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE &&
-			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
-			edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE &&
+			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
+			edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
 		ereport(DEBUG1,
 				(errmsg_internal("authx: session touch skipped: %s", edata->message)));
 		FreeErrorData(edata);

@@ -3,13 +3,16 @@
 -- ================================================================
 
 -- Internal: an argon2id PHC string at the configured cost.  enforce_policy
--- checks the minimum length (off when rehashing an accepted password).
-CREATE FUNCTION authx._password_hash(password text, enforce_policy boolean DEFAULT true)
+-- checks the minimum length (off when rehashing an accepted password);
+-- floor_hash, when given, is the hash being replaced: the new one's memory
+-- and time costs are never below its.
+CREATE FUNCTION authx._password_hash(password text, enforce_policy boolean DEFAULT true,
+                                     floor_hash text DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'authx_password_hash'
 LANGUAGE C VOLATILE PARALLEL SAFE;
-COMMENT ON FUNCTION authx._password_hash(text, boolean) IS
-'Internal. Returns an argon2id hash of the password at the configured costs; raises 22023/22021 for a policy violation.';
+COMMENT ON FUNCTION authx._password_hash(text, boolean, text) IS
+'Internal. Returns an argon2id hash of the password at the configured costs (or floor_hash''s where higher); raises 22023/22021 for a policy violation.';
 
 -- Internal: 0 = mismatch, 1 = match, 2 = match and needs rehash.  A NULL
 -- hash is checked against a dummy of equal cost.

@@ -186,12 +186,12 @@ BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
         RETURN;
     END IF;
-    UPDATE authx.users u SET password_hash = authx._password_hash(p_password, false)
+    UPDATE authx.users u SET password_hash = authx._password_hash(p_password, false, p_old_hash)
      WHERE u.id = p_user_id AND u.password_hash = p_old_hash AND u.deleted_at IS NULL;
 END
 $$;
 COMMENT ON FUNCTION authx._password_rehash(uuid, text, text) IS
-'Internal. Replaces the hash of an accepted password at the current costs, only if it is still p_old_hash; a no-op in read-only transactions.';
+'Internal. Replaces the hash of an accepted password at the current costs (never below the old hash''s), only if it is still p_old_hash; a no-op in read-only transactions.';
 
 CREATE FUNCTION authx.password_verify(user_id uuid, password text)
 RETURNS boolean

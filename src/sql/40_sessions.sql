@@ -330,13 +330,14 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM authx._require(user_unlock.user_id, 'user_id');
+    -- Takes effect at once in shared memory (like every lockout change, not
+    -- undone by ROLLBACK); the worker writes the cleared counters.
     PERFORM authx._lockout_clear(user_unlock.user_id, NULL);
-    DELETE FROM authx.lockouts l WHERE l.user_id = user_unlock.user_id;
     PERFORM authx._audit_tx('user.unlocked', 'medium', user_unlock.user_id);
 END
 $$;
 COMMENT ON FUNCTION authx.user_unlock(uuid) IS
-'Clears every failed-login counter and lockout of the user (admin). Needs shared_preload_libraries.';
+'Clears every failed-login counter and lockout of the user at once, even if the calling transaction rolls back (admin). Needs shared_preload_libraries.';
 
 CREATE VIEW authx.active_lockouts AS
 SELECT l.user_id, l.ip, l.locked_until, l.lock_count, l.failures, l.updated_at

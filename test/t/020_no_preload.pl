@@ -95,12 +95,30 @@ like($log, qr/statement: SELECT authx\.password_verify\('\*\*\*', '\*\*\*'\)/, "
 
 # ... but the statement that loads authx is logged before the hook exists,
 # so without preloading each session's first authx call leaks its literals.
+# The README documents this ("Secrets in logs": without preloading, the
+# first authx statement of a session is logged before the library loads);
+# it is not going to change, as nothing can run before the library loads.
+# Kept as a TODO so that the leak stays visible in every run.
 TODO:
 {
-	local $TODO = 'redaction only covers statements logged after authx is loaded';
+	local $TODO = 'documented limitation: without preloading, the statement that loads authx is logged unmasked';
 	unlike(slurp_file($node->logfile), qr/No-Preload-Pass/,
 		'first authx call of a session: password not in the log');
 }
+
+# session_preload_libraries loads authx before a session's first statement:
+# no shared memory, but the first statement is masked too.
+$node->safe_psql('postgres', "ALTER SYSTEM SET session_preload_libraries = 'authx'");
+$node->reload;
+$offset = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT authx.password_verify('$uid', 'Session-Preload-Secret')"),
+	'f', 'with session_preload_libraries: a first statement calling authx');
+$log = slurp_file($node->logfile, $offset);
+unlike($log, qr/Session-Preload-Secret/, 'with session_preload_libraries the first statement is masked');
+like($log, qr/statement: SELECT authx\.password_verify\('\*\*\*', '\*\*\*'\)/, "with '***'");
+($rc, $out, $err) = psql_verbose($node, 'SELECT * FROM authx.stats');
+like($err, qr/55000: authx must be loaded via shared_preload_libraries/,
+	'session_preload_libraries gives no shared memory (55000)');
 
 $node->stop;
 done_testing();

@@ -175,23 +175,56 @@ for my $case ([ 't=1', 1, 19456, 1 ], [ 'm=8192', 2, 8192, 1 ])
 	is(py_verify($new, $pw), 'match', "$what: the new hash verifies in python");
 }
 
-# Hashes that are not weaker: today libsodium's needs_rehash answers "yes"
-# to any difference, so a stronger hash is replaced by a weaker one, and an
-# argon2i hash (same costs) is never moved to argon2id.  Kept as TODO.
+# Hashes that are not weaker are kept: a stronger one (python's defaults,
+# t=3, m=65536, p=4, or just more passes) is never downgraded to the
+# configured costs.  An argon2i hash, same costs, is moved to argon2id.
+for my $case ([ 'python default t=3,m=65536,p=4', 3, 65536, 4 ], [ 't=3,m=19456', 3, 19456, 1 ])
 {
-	my $pw     = 'Interop-Stronger-Pass';
-	my $strong = py_hash($pw, 3, 65536, 1);
-	my $uid    = user_with_hash($strong);
-	is(verify($uid, $pw), 't', 'a stronger (t=3, m=65536) python hash verifies');
+	my ($what, $t, $m, $p) = @$case;
+	my $pw     = "Interop-Stronger-Pass-$t-$m";
+	my $strong = py_hash($pw, $t, $m, $p);
+	like($strong, qr/^\$argon2id\$v=19\$m=$m,t=$t,p=$p\$/, "python made a $what hash");
+	my $uid = user_with_hash($strong);
+	is(verify($uid, $pw), 't', "$what: the stronger hash verifies");
+	is(stored_hash($uid), $strong, "$what: and is kept, not downgraded to the configured costs");
+}
+{
+	my $pw    = 'Interop-Argon2i-Pass';
 	my $cli_i = run_stdin([ $argon2_cli, 'saltsaltsalt', '-i', '-t', 2, '-k', 19456, '-p', 1, '-e' ], $pw);
+	like($cli_i, qr/^\$argon2i\$v=19\$m=19456,t=2,p=1\$/, 'argon2 CLI made an argon2i hash');
 	my $uid_i = user_with_hash($cli_i);
-	is(verify($uid_i, $pw), 't', 'an argon2i hash from the CLI verifies');
-	TODO:
-	{
-		local $TODO = 'rehash policy: stronger hashes are downgraded, argon2i is kept';
-		is(stored_hash($uid), $strong, 'a stronger hash is not downgraded to the configured costs');
-		like(stored_hash($uid_i), qr/^\$argon2id\$/, 'an argon2i hash is upgraded to argon2id');
-	}
+	is(verify($uid_i, 'Interop-Argon2i-Wrong'), 'f', 'argon2i: a wrong password is rejected');
+	is(stored_hash($uid_i), $cli_i, 'argon2i: and the hash is left alone');
+	is(verify($uid_i, $pw), 't', 'argon2i: the right password verifies');
+	my $new = stored_hash($uid_i);
+	like($new, $phc_default, 'argon2i: the hash was moved to argon2id at the configured costs');
+	is(verify($uid_i, $pw), 't', 'argon2i: the new hash verifies');
+	is(py_verify($new, $pw), 'match', 'argon2i: and verifies in python');
+}
+
+# "Weaker" is relative to the configuration: raise the time cost and a
+# default-cost hash is upgraded; back at the default, the upgraded one stays.
+{
+	my $pw  = 'Interop-Raised-Cost';
+	my $uid = user_with_hash(py_hash($pw, 2, 19456, 1));
+	is( $node->safe_psql('postgres',
+			"SET authx.password_opslimit = 3; SELECT authx.password_verify('$uid', '$pw')"),
+		't', 'verify with authx.password_opslimit = 3');
+	my $t3 = stored_hash($uid);
+	like($t3, qr/^\$argon2id\$v=19\$m=19456,t=3,p=1\$/, 'the default-cost hash was upgraded to t=3');
+	is(verify($uid, $pw), 't', 'back at the default (t=2) it verifies');
+	is(stored_hash($uid), $t3, 'and stays at t=3');
+}
+
+# authx.login upgrades a weak hash like password_verify does.
+{
+	my $pw   = 'Interop-Login-Rehash';
+	my $weak = py_hash($pw, 1, 8192, 1);
+	my $uid  = user_with_hash($weak);
+	is( $node->safe_psql('postgres',
+			"SELECT status, user_id FROM authx.login('interop$n\@example.com', '$pw', '192.0.2.1')"),
+		"ok|$uid", 'login with a weak (t=1, m=8192) python hash');
+	like(stored_hash($uid), $phc_default, 'login rehashed it to the configured costs');
 }
 
 # A rehash is not a password change: the account's other fields stay.
