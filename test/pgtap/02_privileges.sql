@@ -2,16 +2,22 @@
 --
 -- Covers:
 --   * authx_app: cannot SELECT authx.users (not even id, not password_hash),
---     cannot write users or audit_log, cannot call the admin functions
---     (user_disable/enable/delete, maintenance_run, audit_flush, _stats) nor
---     read authx.stats / audit_log / audit_partitions, cannot call internal
---     functions (_password_hash, _audit_tx, _partitions_maintain, ...), cannot
---     weaken the SUSET password settings — all 42501; can use its six
+--     authx.sessions, authx.lockouts or active_lockouts, cannot write users,
+--     sessions or audit_log, cannot call the admin functions
+--     (user_disable/enable/delete, user_unlock, maintenance_run,
+--     audit_flush, _stats) nor read authx.stats / audit_log /
+--     audit_partitions, cannot call internal functions (_password_hash,
+--     _audit_tx, _partitions_maintain, _maintenance_run_at, _lockout_*,
+--     _token_new, _session_insert, ...), cannot change the SUSET password,
+--     session and lockout settings — all 42501; can use its fourteen
 --     functions, and user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
---     and on SELECT *), reads audit_log, authx.stats and audit_partitions,
---     calls the admin functions, but still cannot call internals nor write
---     to the audit trail or the users table;
+--     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
+--     active_lockouts, but no column of authx.sessions (token_hash
+--     included) and not the raw authx.lockouts; calls the admin functions
+--     (maintenance_run() with the real clock, user_unlock), but still
+--     cannot call internals (_maintenance_run_at with a fake clock
+--     included) nor write to the audit trail, users or sessions;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
 --     non-NULL arguments, so a STRICT function cannot short-circuit).
@@ -23,7 +29,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(75);
+SELECT plan(135);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -61,6 +67,33 @@ SELECT throws_ok(format($$SELECT authx._user_set_status(%L, 'active', 'user.enab
 SELECT throws_ok('SET authx.password_min_length = 1', '42501', NULL, 'app: cannot lower authx.password_min_length');
 SELECT throws_ok('SET authx.password_opslimit = 1', '42501', NULL, 'app: cannot change authx.password_opslimit');
 SELECT throws_ok('SET authx.password_memlimit = 8', '42501', NULL, 'app: cannot change authx.password_memlimit');
+-- Sessions and lockouts.
+SELECT throws_ok('SELECT id FROM authx.sessions', '42501', NULL, 'app: cannot SELECT authx.sessions');
+SELECT throws_ok('SELECT token_hash FROM authx.sessions', '42501', NULL, 'app: cannot SELECT authx.sessions.token_hash');
+SELECT throws_ok($$UPDATE authx.sessions SET expires_at = 'infinity'$$, '42501', NULL,
+                 'app: cannot UPDATE authx.sessions (extend a session)');
+SELECT throws_ok('SELECT * FROM authx.lockouts', '42501', NULL, 'app: cannot SELECT authx.lockouts');
+SELECT throws_ok('DELETE FROM authx.lockouts', '42501', NULL, 'app: cannot DELETE from authx.lockouts');
+SELECT throws_ok('SELECT * FROM authx.active_lockouts', '42501', NULL, 'app: cannot read authx.active_lockouts');
+SELECT throws_ok(format('SELECT authx.user_unlock(%L)', :'uid'), '42501', NULL, 'app: cannot call user_unlock');
+SELECT throws_ok($$SELECT authx._maintenance_run_at(now() + interval '10 years')$$, '42501', NULL,
+                 'app: cannot call _maintenance_run_at');
+SELECT throws_ok(format($$SELECT authx._lockout_fail(%L, '192.0.2.1')$$, :'uid'), '42501', NULL,
+                 'app: cannot call _lockout_fail (would lock anybody out)');
+SELECT throws_ok(format('SELECT authx._lockout_clear(%L, NULL)', :'uid'), '42501', NULL,
+                 'app: cannot call _lockout_clear (would unlock)');
+SELECT throws_ok(format('SELECT authx._lockout_state(%L, NULL)', :'uid'), '42501', NULL, 'app: cannot call _lockout_state');
+SELECT throws_ok(format('SELECT authx._session_insert(%L, NULL, NULL, NULL)', :'uid'), '42501', NULL,
+                 'app: cannot call _session_insert (no audit event)');
+SELECT throws_ok($$SELECT authx._token_new('axs_')$$, '42501', NULL, 'app: cannot call _token_new');
+SELECT throws_ok('SELECT authx._sessions_purge(now())', '42501', NULL, 'app: cannot call _sessions_purge');
+SELECT throws_ok(format($$SELECT authx._password_rehash(%L, 'x', 'some password 1')$$, :'uid'), '42501', NULL,
+                 'app: cannot call _password_rehash');
+SELECT throws_ok('SET authx.lockout_threshold = 1000', '42501', NULL, 'app: cannot change authx.lockout_threshold');
+SELECT throws_ok('SET authx.lockout_account_threshold = 0', '42501', NULL, 'app: cannot change authx.lockout_account_threshold');
+SELECT throws_ok('SET authx.touch_interval = 0', '42501', NULL, 'app: cannot change authx.touch_interval');
+SELECT throws_ok($$SET authx.session_ttl = '10y'$$, '42501', NULL, 'app: cannot change authx.session_ttl');
+SELECT throws_ok('SET authx.max_sessions_per_user = 0', '42501', NULL, 'app: cannot change authx.max_sessions_per_user');
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -69,6 +102,14 @@ SELECT is(authx.password_verify(:'uid', 'privs password 1'), true, 'app: passwor
 SELECT lives_ok(format($$SELECT authx.password_set(%L, 'privs password 2')$$, :'uid'), 'app: password_set works');
 SELECT isnt(authx.user_create('pgtap-privs-2@example.com', 'privs password 3'), NULL, 'app: user_create works');
 SELECT lives_ok($$SELECT authx.audit('pgtap.privs', 'low', details => '{"tag": "pgtap-privs"}')$$, 'app: audit works');
+SELECT session_token AS app_tok FROM authx.login('pgtap-privs-1@example.com', 'privs password 2', '192.0.2.10') \gset
+SELECT is(authx.session_validate(:'app_tok'), :'uid'::uuid, 'app: login and session_validate work');
+SELECT is((SELECT user_id FROM authx.session_info(:'app_tok')), :'uid'::uuid, 'app: session_info works');
+SELECT is((SELECT count(*) FROM authx.sessions(:'uid'))::int, 1, 'app: sessions() works');
+SELECT session_token AS app_tok2 FROM authx.session_create(:'uid') \gset
+SELECT is(authx.session_revoke(:'app_tok2'), true, 'app: session_create and session_revoke work');
+SELECT is(authx.session_revoke_id((SELECT session_id FROM authx.sessions(:'uid'))), true, 'app: session_revoke_id works');
+SELECT is(authx.session_revoke_all(:'uid'), 0, 'app: session_revoke_all works');
 
 RESET ROLE;
 
@@ -104,10 +145,22 @@ SELECT throws_ok($$SELECT authx._password_hash('some password 1', false)$$, '425
 SELECT throws_ok($$SELECT authx._partitions_maintain('authx.audit_log', 0, 1, now() + interval '10 years')$$,
                  '42501', NULL, 'admin: cannot call _partitions_maintain');
 SELECT throws_ok('SET authx.password_opslimit = 1', '42501', NULL, 'admin: cannot change authx.password_opslimit');
+SELECT throws_ok('SELECT token_hash FROM authx.sessions', '42501', NULL, 'admin: cannot read sessions.token_hash');
+SELECT throws_ok('SELECT id, user_id FROM authx.sessions', '42501', NULL, 'admin: cannot read any column of authx.sessions');
+SELECT throws_ok($$UPDATE authx.sessions SET expires_at = 'infinity'$$, '42501', NULL, 'admin: cannot UPDATE authx.sessions');
+SELECT throws_ok('SELECT * FROM authx.lockouts', '42501', NULL, 'admin: cannot read the raw authx.lockouts');
+SELECT throws_ok('DELETE FROM authx.lockouts', '42501', NULL, 'admin: cannot DELETE from authx.lockouts');
+SELECT lives_ok('SELECT * FROM authx.active_lockouts', 'admin: can read authx.active_lockouts');
+SELECT throws_ok($$SELECT authx._maintenance_run_at(now() + interval '10 years')$$, '42501', NULL,
+                 'admin: cannot call _maintenance_run_at (a fake clock would drop the audit trail)');
+SELECT throws_ok(format('SELECT authx._lockout_clear(%L, NULL)', :'uid'), '42501', NULL, 'admin: cannot call _lockout_clear');
+SELECT lives_ok(format('SELECT authx.user_unlock(%L)', :'uid'), 'admin: user_unlock works');
 SELECT is(authx.user_disable(:'uid'), true, 'admin: user_disable works');
 SELECT is(authx.user_enable(:'uid'), true, 'admin: user_enable works');
 SELECT is(authx.password_verify(:'uid', 'privs password 2'), true, 'admin inherits authx_app: password_verify works');
 SELECT lives_ok($$SELECT authx.audit_flush('30 seconds')$$, 'admin: audit_flush works');
+-- After audit_flush: this holds the maintenance advisory lock until ROLLBACK.
+SELECT lives_ok('SELECT authx.maintenance_run()', 'admin: maintenance_run() works');
 SELECT is(authx.user_delete(:'uid'), true, 'admin: user_delete works');
 
 RESET ROLE;
@@ -118,6 +171,16 @@ SELECT column_privs_are('authx', 'users', 'email', 'authx_admin', ARRAY['SELECT'
                         'authx_admin has SELECT on users.email');
 SELECT any_column_privs_are('authx', 'users', 'authx_app', ARRAY[]::text[],
                             'authx_app has no privilege on any users column');
+SELECT any_column_privs_are('authx', 'sessions', 'authx_admin', ARRAY[]::text[],
+                            'authx_admin has no privilege on any sessions column');
+SELECT any_column_privs_are('authx', 'sessions', 'authx_app', ARRAY[]::text[],
+                            'authx_app has no privilege on any sessions column');
+SELECT any_column_privs_are('authx', 'lockouts', 'authx_admin', ARRAY[]::text[],
+                            'authx_admin has no privilege on any lockouts column');
+SELECT table_privs_are('authx', 'active_lockouts', 'authx_admin', ARRAY['SELECT'],
+                       'authx_admin has only SELECT on active_lockouts');
+SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
+                       'authx_app has no privilege on active_lockouts');
 
 -- ================================================================ no grants
 CREATE ROLE pgtap_privs_nobody NOLOGIN;
@@ -157,8 +220,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 20,
-          'a call was built for each of the 20 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 39,
+          'a call was built for each of the 39 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

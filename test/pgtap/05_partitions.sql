@@ -1,9 +1,12 @@
 -- 05_partitions.sql — the audit_log partition cycle, with a fake clock.
 --
 -- Covers:
---   * maintenance_run() reports {"audit_log": {created, dropped, moved,
---     purged}} (other keys are other tables' passes) and is idempotent for
---     the same clock;
+--   * maintenance_run() (no argument: the real clock) reports
+--     {"audit_log": {created, dropped, moved, purged}, "sessions":
+--     {sessions_deleted, lockouts_deleted}} and is idempotent;
+--   * the fake clock is the internal authx._maintenance_run_at(p_now):
+--     authx_admin gets 42501 for it, and maintenance_run() no longer takes
+--     a time, so an administrator cannot retire the whole trail;
 --   * premake: partitions audit_log_pYYYYMMDD for today .. today +
 --     authx.audit_premake (UTC days, even with a session time zone of +14),
 --     with day bounds at UTC midnight (rows at 00:00 and 23:59:59.999999 UTC
@@ -21,13 +24,14 @@
 --   * retention 0 keeps everything (an ancient straggler is moved, not
 --     purged) and premake 0 makes only today's partition;
 --   * the audit_partitions view lists every partition with its bounds;
---   * maintenance_run() with a clock 2000 days ahead and the configured
+--   * _maintenance_run_at() with a clock 2000 days ahead and the configured
 --     retention drops every current partition (all events) and reports it.
 -- Everything, DDL included, is rolled back at the end.  The first
 -- maintenance_run takes the maintenance advisory lock, so the worker's own
--- pass waits for this transaction and cannot interfere.
+-- pass fails on its lock_timeout while this transaction runs and cannot
+-- interfere.
 BEGIN;
-SELECT plan(37);
+SELECT plan(43);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -46,18 +50,35 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
        current_setting('authx.audit_premake')::int AS premake \gset
 
 -- ================================================================ premake
-SELECT authx.maintenance_run(now()) AS r0 \gset
-SELECT ok(:'r0'::jsonb ? 'audit_log', 'maintenance_run reports the audit_log pass under the key audit_log');
+SELECT authx.maintenance_run() AS r0 \gset
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
+          ARRAY['audit_log', 'sessions'], 'maintenance_run reports the audit_log and sessions passes');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),
+          ARRAY['lockouts_deleted', 'sessions_deleted'], 'sessions reports sessions_deleted, lockouts_deleted');
 SELECT set_eq(
     format($$SELECT partition::text FROM authx.audit_partitions
               WHERE partition::text IN (SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i)$$,
            :'today', :premake),
     format($$SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i$$, :'today', :premake),
     'partitions exist for today .. today + audit_premake (UTC)');
-SELECT is(authx.maintenance_run(now()) -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
+SELECT is(authx.maintenance_run() -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
           'a second run with the same clock does nothing');
+SELECT is(authx._maintenance_run_at(now()) -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
+          '_maintenance_run_at(now()) is the same pass');
+
+-- ================================================================ no fake clock for administrators
+SELECT count(*) AS n_events FROM authx.audit_log \gset
+SET ROLE authx_admin;
+SELECT throws_ok($$SELECT authx._maintenance_run_at(now() + interval '2000 days')$$, '42501', NULL,
+                 'admin: _maintenance_run_at (fake clock) is refused');
+SELECT throws_ok($$SELECT authx.maintenance_run(now() + interval '2000 days')$$, '42883', NULL,
+                 'admin: maintenance_run takes no clock argument any more');
+SELECT is(authx.maintenance_run() -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
+          'admin: maintenance_run() runs with the real clock and drops nothing');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM authx.audit_log), :n_events::bigint, 'the audit trail is untouched');
 
 -- ================================================================ default partition and moves
 SELECT (:'today'::date + 30) AS d30, (:'today'::date + 31) AS d31 \gset
@@ -68,7 +89,7 @@ SELECT is(ARRAY[pg_temp.part_of(:m1), pg_temp.part_of(:m2), pg_temp.part_of(:m3)
           ARRAY['authx.audit_log_default', 'authx.audit_log_default', 'authx.audit_log_default'],
           'rows for days without a partition land in audit_log_default');
 SELECT is(to_regclass('authx.' || pg_temp.pname(:'d30')), NULL, 'no partition for day +30 yet');
-SELECT is(authx.maintenance_run(now()) -> 'audit_log', '{"created": 2, "dropped": 0, "moved": 3, "purged": 0}'::jsonb,
+SELECT is(authx.maintenance_run() -> 'audit_log', '{"created": 2, "dropped": 0, "moved": 3, "purged": 0}'::jsonb,
           'maintenance_run creates the two missing days and moves the three rows');
 SELECT is(ARRAY[pg_temp.part_of(:m1), pg_temp.part_of(:m2), pg_temp.part_of(:m3)],
           ARRAY['authx.' || pg_temp.pname(:'d30'), 'authx.' || pg_temp.pname(:'d30'), 'authx.' || pg_temp.pname(:'d31')],
@@ -167,14 +188,14 @@ SELECT ok(to_regclass('authx.' || pg_temp.pname(:'far2')) IS NOT NULL
           AND to_regclass('authx.' || pg_temp.pname(:'far2'::date + 1)) IS NULL,
           'premake 0 makes the day of p_now only');
 
--- ================================================================ maintenance_run far ahead
--- maintenance_run itself, with the configured retention (90 days), as of a
--- day far enough ahead retires every partition that exists now.
+-- ================================================================ fake clock far ahead
+-- The full pass, with the configured retention (90 days), as of a day far
+-- enough ahead retires every partition that exists now (superuser only).
 SELECT (:'today'::date + 2000) AS far3 \gset
 SELECT count(*) AS n_all FROM authx.audit_partitions WHERE partition ~ '^audit_log_p[0-9]{8}$' \gset
-SELECT is(authx.maintenance_run(pg_temp.utc(:'far3')) -> 'audit_log',
+SELECT is(authx._maintenance_run_at(pg_temp.utc(:'far3')) -> 'audit_log',
           jsonb_build_object('created', :premake + 1, 'dropped', :n_all, 'moved', 0, 'purged', 0),
-          'maintenance_run(today + 2000 days) drops all current partitions and makes the new window');
+          '_maintenance_run_at(today + 2000 days) drops all current partitions and makes the new window');
 SELECT is((SELECT count(*) FROM authx.audit_log WHERE at < pg_temp.utc(:'far3', '00:00'))::int, 0,
           'no event older than that clock is left in audit_log');
 
