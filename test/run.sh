@@ -55,8 +55,14 @@ tally() {
             bad=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ ' "$log")
             ;;
         *)
-            ok=$(grep -cE '\.\. ok$|\.\. ok[^A-Za-z]' "$log")
-            bad=$(grep -cE '\.\. (Failed|Dubious|No subtests)|^Dubious|^Parse errors' "$log")
+            # prove: "Files=N, Tests=M" counts tests; "Failed X/Y subtests"
+            # and files that died (Dubious, no plan) count as failures.
+            local total sub died
+            total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
+            sub=$(awk '/Failed [0-9]+\/[0-9]+ subtests/ { split($0, a, "Failed "); split(a[2], b, "/"); n += b[1] } END { print n + 0 }' "$log")
+            died=$(grep -cE '^Dubious|\.\. Dubious|No subtests run|^Parse errors' "$log")
+            ok=$(( ${total:-0} - sub ))
+            bad=$(( sub + died ))
             ;;
     esac
     passed=$((passed + ok))
