@@ -1,4 +1,5 @@
 \set i random(1, 1000000)
 SELECT user_id FROM authx.sessions
  WHERE token_hash = sha256(convert_to('axs_' || lpad(:i::text, 43, 'A'), 'UTF8'))
-   AND revoked_at IS NULL AND expires_at > now();
+   AND revoked_at IS NULL AND expires_at > now()
+   AND (idle_timeout = 0 OR last_seen_at + make_interval(secs => idle_timeout) > now());

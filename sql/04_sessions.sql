@@ -49,14 +49,24 @@ SELECT expires_at BETWEEN now() + interval '59 minutes' AND now() + interval '61
 SELECT authx.session_revoke(:'tok') AS revoked, authx.session_revoke(:'tok') AS again;
 SELECT authx.session_validate(:'tok') IS NULL AS invalid_after_revoke;
 
--- The owner's state: disabled or deleted ends sessions; a lockout does not.
+-- The owner's state: disabling (or deleting) a user revokes the user's
+-- sessions, for good; a lockout does not.
 SELECT session_token AS t_user FROM authx.session_create(:'uid') \gset
 SELECT authx.user_disable(:'uid');
 SELECT authx.session_validate(:'t_user') IS NULL AS disabled_user;
+SELECT revoke_reason FROM authx.sessions WHERE token_hash = sha256(convert_to(:'t_user', 'UTF8'));
 SELECT authx.user_enable(:'uid');
-SELECT authx.session_validate(:'t_user') = :'uid' AS enabled_again;
+SELECT authx.session_validate(:'t_user') IS NULL AS still_revoked_after_enable;
+SELECT session_token AS t_user FROM authx.session_create(:'uid') \gset
+SELECT authx.session_validate(:'t_user') = :'uid' AS new_session_valid;
+-- Even a direct UPDATE of the status (bypassing user_disable) revokes them.
+SELECT session_token AS t_direct FROM authx.session_create(:'uid') \gset
+UPDATE authx.users SET status = 'disabled' WHERE id = :'uid';
+SELECT authx.session_validate(:'t_direct') IS NULL AS direct_update_revokes;
+UPDATE authx.users SET status = 'active' WHERE id = :'uid';
 
 -- Revoke all but the current session.
+SELECT session_token AS t_user FROM authx.session_create(:'uid') \gset
 SELECT session_token AS keep FROM authx.session_create(:'uid') \gset
 SELECT authx.session_revoke_all(:'uid', :'keep') > 0 AS revoked_some;
 SELECT authx.session_validate(:'keep') = :'uid' AS kept, authx.session_validate(:'t_user') IS NULL AS others_gone;

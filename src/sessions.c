@@ -5,10 +5,12 @@
  *
  * Runs in backends.  session_validate does no planning and no SPI on the
  * common path: it hashes the token, walks the unique index on
- * sessions.token_hash and the primary key of users directly, and checks
- * expiry, idleness, revocation and the owner's status in C.  Relation and
- * index OIDs and attribute numbers are looked up once per backend and
- * forgotten by a relcache callback whenever one of those relations changes.
+ * sessions.token_hash directly, and checks expiry, idleness and revocation
+ * in C.  It reads no user row: disabling or deleting a user revokes the
+ * user's sessions (a trigger on users.status), so the session row alone
+ * decides.  Relation and index OIDs and attribute numbers are looked up
+ * once per backend and forgotten by a relcache callback whenever one of
+ * those relations changes.
  * Only when a session's last_seen_at is older than authx.touch_interval does
  * it write (a kept SPI plan, run as the table owner, SKIP LOCKED so it never
  * waits behind a revocation).
@@ -49,8 +51,7 @@ typedef enum SessionVerdict
 	AUTHX_SESSION_UNKNOWN,
 	AUTHX_SESSION_REVOKED,
 	AUTHX_SESSION_EXPIRED,
-	AUTHX_SESSION_IDLE,
-	AUTHX_SESSION_USER_INACTIVE
+	AUTHX_SESSION_IDLE
 } SessionVerdict;
 
 /* What the hot path needs to know about the schema, per backend. */
@@ -59,8 +60,6 @@ typedef struct SessionSchema
 	bool		valid;
 	Oid			sessions;
 	Oid			sessions_token_idx;
-	Oid			users;
-	Oid			users_pkey;
 	AttrNumber	s_id;
 	AttrNumber	s_token_hash;
 	AttrNumber	s_user_id;
@@ -68,7 +67,6 @@ typedef struct SessionSchema
 	AttrNumber	s_idle_timeout;
 	AttrNumber	s_last_seen_at;
 	AttrNumber	s_revoked_at;
-	AttrNumber	u_status;
 } SessionSchema;
 
 /* A session row as read by the hot path. */
@@ -93,8 +91,7 @@ static SPIPlanPtr touch_plan = NULL;
 static void
 schema_invalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == schema.sessions || relid == schema.users ||
-		relid == schema.sessions_token_idx || relid == schema.users_pkey)
+	if (relid == InvalidOid || relid == schema.sessions || relid == schema.sessions_token_idx)
 		schema.valid = false;
 }
 
@@ -140,8 +137,6 @@ schema_ensure(void)
 	nsp = get_namespace_oid("authx", false);
 	schema.sessions = need_relid("sessions", nsp);
 	schema.sessions_token_idx = need_relid("sessions_token_hash_key", nsp);
-	schema.users = need_relid("users", nsp);
-	schema.users_pkey = need_relid("users_pkey", nsp);
 	schema.s_id = need_attnum(schema.sessions, "id");
 	schema.s_token_hash = need_attnum(schema.sessions, "token_hash");
 	schema.s_user_id = need_attnum(schema.sessions, "user_id");
@@ -149,7 +144,6 @@ schema_ensure(void)
 	schema.s_idle_timeout = need_attnum(schema.sessions, "idle_timeout");
 	schema.s_last_seen_at = need_attnum(schema.sessions, "last_seen_at");
 	schema.s_revoked_at = need_attnum(schema.sessions, "revoked_at");
-	schema.u_status = need_attnum(schema.users, "status");
 	schema.valid = true;
 }
 
@@ -177,14 +171,6 @@ index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Datum key, TupleTab
 	return found;
 }
 
-static bool
-text_is(text *t, const char *s)
-{
-	Size		len = strlen(s);
-
-	return VARSIZE_ANY_EXHDR(t) == len && strncmp(VARDATA_ANY(t), s, len) == 0;
-}
-
 /*
  * session_lookup
  *		Find the session whose token hashes to hash and judge it at now.
@@ -195,12 +181,10 @@ static SessionVerdict
 session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 {
 	Relation	srel;
-	Relation	urel;
 	TupleTableSlot *slot;
 	bytea	   *key;
 	SessionVerdict verdict = AUTHX_SESSION_OK;
 	bytea	   *stored;
-	text	   *status;
 
 	schema_ensure();
 	key = palloc(VARHDRSZ + AUTHX_HASH_LEN);
@@ -237,22 +221,6 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(srel, AccessShareLock);
-	if (verdict != AUTHX_SESSION_OK)
-		return verdict;
-
-	/* The owner must be active (a temporary lockout does not end sessions). */
-	urel = table_open(schema.users, AccessShareLock);
-	slot = table_slot_create(urel, NULL);
-	if (!index_fetch(urel, schema.users_pkey, F_UUID_EQ, UUIDPGetDatum(&row->user_id), slot))
-		verdict = AUTHX_SESSION_USER_INACTIVE;
-	else
-	{
-		status = DatumGetTextPP(slot->tts_values[schema.u_status - 1]);
-		if (!text_is(status, "active") && !text_is(status, "locked"))
-			verdict = AUTHX_SESSION_USER_INACTIVE;
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(urel, AccessShareLock);
 	return verdict;
 }
 
@@ -380,8 +348,8 @@ PG_FUNCTION_INFO_V1(authx_session_validate);
 /*
  * authx.session_validate(token text, ip inet) RETURNS uuid
  *		The session's user id, or NULL when the token is malformed, unknown,
- *		revoked, expired (absolute or idle) or its user is disabled or
- *		deleted.  Never raises on bad input.
+ *		revoked (which disabling or deleting its user does) or expired
+ *		(absolute or idle).  Never raises on bad input.
  */
 Datum
 authx_session_validate(PG_FUNCTION_ARGS)

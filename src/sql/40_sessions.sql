@@ -39,6 +39,31 @@ COMMENT ON TABLE authx.lockouts IS
 'Failed-login counters per (user, address) and per user (ip NULL), persisted from shared memory by the maintenance worker.';
 SELECT pg_catalog.pg_extension_config_dump('authx.lockouts', '');
 
+-- Disabling or deleting a user revokes their sessions at that moment, so
+-- validation needs to read nothing but the session (and the Redis cache,
+-- which holds no user status, learns of it as a revocation).  A trigger, so
+-- a direct UPDATE of users.status keeps the invariant too.  Re-enabling does
+-- not bring old sessions back.  The status UPDATE locks the user row, which
+-- serializes it with session creation (FOR SHARE on the same row).
+CREATE FUNCTION authx._user_status_revoke()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE authx.sessions s SET revoked_at = now(), revoke_reason = 'user_' || NEW.status
+     WHERE s.user_id = NEW.id AND s.revoked_at IS NULL;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION authx._user_status_revoke() IS
+'Internal. Trigger: revokes every live session of a user who becomes disabled or deleted.';
+
+CREATE TRIGGER users_status_revoke_sessions
+AFTER UPDATE OF status ON authx.users
+FOR EACH ROW WHEN (NEW.status IN ('disabled', 'deleted') AND OLD.status IS DISTINCT FROM NEW.status)
+EXECUTE FUNCTION authx._user_status_revoke();
+
 CREATE FUNCTION authx._lockout_state(user_id uuid, ip inet)
 RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'authx_lockout_state'
@@ -79,7 +104,7 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'authx_session_validate'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION authx.session_validate(text, inet) IS
-'Returns the user id of a valid session, or NULL when the token is malformed, unknown, revoked, expired (absolute or idle) or its user is disabled or deleted. Never raises on bad input.';
+'Returns the user id of a valid session, or NULL when the token is malformed, unknown, revoked (disabling or deleting a user revokes their sessions), or expired (absolute or idle). Never raises on bad input.';
 
 -- Internal: a setting with a unit, as an interval ("7d" parses as 7 days).
 CREATE FUNCTION authx._setting_interval(p_name text, p_default interval)
@@ -235,11 +260,10 @@ AS $$
     SELECT s.user_id, s.id, s.created_at, s.expires_at,
            CASE WHEN s.idle_timeout > 0 THEN s.last_seen_at + make_interval(secs => s.idle_timeout) END,
            s.last_seen_at, s.ip, s.user_agent
-      FROM authx.sessions s JOIN authx.users u ON u.id = s.user_id
+      FROM authx.sessions s
      WHERE s.token_hash = authx._session_token_hash(session_info.token)
        AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
-       AND (s.idle_timeout = 0 OR s.last_seen_at + make_interval(secs => s.idle_timeout) > clock_timestamp())
-       AND u.status IN ('active', 'locked');
+       AND (s.idle_timeout = 0 OR s.last_seen_at + make_interval(secs => s.idle_timeout) > clock_timestamp());
 $$;
 COMMENT ON FUNCTION authx.session_info(text) IS
 'Returns the details of a valid session (no row otherwise). Does not extend the idle deadline.';

@@ -55,6 +55,7 @@ SELECT set_eq(
         'function authx._token_new(text)',
         'function authx._user_lock(uuid)',
         'function authx._user_set_status(uuid,text,text)',
+        'function authx._user_status_revoke()',
         'function authx.audit(text,text,uuid,inet,jsonb,text)',
         'function authx.audit_flush(interval)',
         'function authx.login(text,text,inet,text)',
@@ -104,7 +105,7 @@ SELECT functions_are('authx', ARRAY[
     '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_require', '_session_insert', '_session_token_hash', '_sessions_purge',
-    '_setting_interval', '_stats', '_token_new', '_user_lock', '_user_set_status',
+    '_setting_interval', '_stats', '_token_new', '_user_lock', '_user_set_status', '_user_status_revoke',
     'audit', 'audit_flush', 'login', 'maintenance_run', 'password_set', 'password_verify',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions',
@@ -113,8 +114,8 @@ SELECT functions_are('authx', ARRAY[
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 39,
-          'schema authx has exactly 39 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 40,
+          'schema authx has exactly 40 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).

@@ -29,7 +29,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(135);
+SELECT plan(136);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -220,8 +220,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 39,
-          'a call was built for each of the 39 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 40,
+          'a call was built for each of the 40 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

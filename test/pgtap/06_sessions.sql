@@ -39,7 +39,7 @@
 -- (An error inside the touch is in 08_touch_error.sql.)
 -- Everything is rolled back at the end.
 BEGIN;
-SELECT plan(103);
+SELECT plan(105);
 
 SET authx.password_memlimit = 64;
 SET authx.password_opslimit = 1;
@@ -293,9 +293,13 @@ SELECT is(authx.session_validate(:'t_own'), NULL, 'app: a disabled user''s sessi
 SELECT is((SELECT count(*) FROM authx.session_info(:'t_own'))::int, 0, 'app: and session_info shows nothing');
 SELECT throws_ok(format('SELECT authx.session_create(%L)', :'u2'), '55000', NULL, 'app: no new session for a disabled user');
 RESET ROLE;
+SELECT is((SELECT revoke_reason FROM authx.sessions WHERE token_hash = sha256(convert_to(:'t_own', 'UTF8'))),
+          'user_disabled', 'disabling revoked the session (revoke_reason user_disabled)');
 SELECT authx.user_enable(:'u2') AS changed \gset
 SET ROLE authx_app;
-SELECT is(authx.session_validate(:'t_own'), :'u2'::uuid, 'app: valid again once the user is enabled');
+SELECT is(authx.session_validate(:'t_own'), NULL, 'app: re-enabling the user does not bring the old session back');
+SELECT session_token AS t_own FROM authx.session_create(:'u2') \gset
+SELECT is(authx.session_validate(:'t_own'), :'u2'::uuid, 'app: a new session after re-enabling is valid');
 RESET ROLE;
 UPDATE authx.users SET status = 'locked' WHERE id = :'u2';
 SET ROLE authx_app;
@@ -361,7 +365,8 @@ SELECT results_eq(
     format($$SELECT event_type, severity::text FROM authx.audit_log
               WHERE user_id = %L AND event_type LIKE 'session.%%' ORDER BY id$$, :'u2'),
     $$VALUES ('session.created', 'info'), ('session.created', 'info'), ('session.created', 'info'),
-             ('session.revoked_all', 'medium'), ('session.revoked', 'info'), ('session.created', 'info')$$,
+             ('session.revoked_all', 'medium'), ('session.revoked', 'info'), ('session.created', 'info'),
+             ('session.created', 'info')$$,
     'u2: session_create (not login) logs session.created; revoke_all and revoke_id log their event');
 SELECT is((SELECT details->>'count' FROM authx.audit_log WHERE user_id = :'u2' AND event_type = 'session.revoked_all'),
           '3', 'session.revoked_all records the count');
