@@ -60,12 +60,14 @@ authx_crypto_init(void)
 static uint32
 password_slots(void)
 {
-	long		ncpu;
+	/* sysconf reads sysfs: once per process is enough. */
+	static long ncpu = 0;
 
 	if (authx_password_max_concurrent > 0)
 		return (uint32) authx_password_max_concurrent;
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	return (uint32) (ncpu > 0 ? 2 * ncpu : 2);
+	if (ncpu == 0)
+		ncpu = Max(sysconf(_SC_NPROCESSORS_ONLN), 1);
+	return (uint32) (2 * ncpu);
 }
 
 /*
