@@ -31,6 +31,7 @@ DATA="$STATE/pg"
 if [ ! -f "$DATA/PG_VERSION" ]; then
     say "initialising a cluster in $DATA"
     pg_init "$DATA" "$PGPORT" "$STATE" "$DB"
+    echo "authx.redis_url = 'redis://127.0.0.1:$REDIS_PORT'" >>"$DATA/postgresql.conf"
 fi
 if ! as_user pg_ctl -D "$DATA" status >/dev/null 2>&1; then
     say "starting PostgreSQL on 127.0.0.1:$PGPORT"

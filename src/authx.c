@@ -46,4 +46,5 @@ _PG_init(void)
 
 	authx_shmem_init();
 	authx_worker_register();
+	authx_cache_worker_register();
 }

@@ -37,6 +37,11 @@ extern int	authx_max_sessions_per_user;
 extern int	authx_session_idle_timeout;
 extern int	authx_session_ttl;
 extern int	authx_touch_interval;
+extern int	authx_cache_queue_size;
+extern int	authx_cache_ttl;
+extern char *authx_redis_prefix;
+extern int	authx_redis_timeout_ms;
+extern char *authx_redis_url;
 extern int	authx_audit_premake;
 extern int	authx_audit_queue_size;
 extern int	authx_audit_retention;
@@ -74,6 +79,13 @@ typedef enum AuthxStat
 	AUTHX_STAT_SESSION_INVALID,
 	AUTHX_STAT_SESSION_MALFORMED,
 	AUTHX_STAT_SESSION_TOUCHES,
+	AUTHX_STAT_CACHE_QUEUED,
+	AUTHX_STAT_CACHE_SENT,
+	AUTHX_STAT_CACHE_BATCHES,
+	AUTHX_STAT_CACHE_ERRORS,
+	AUTHX_STAT_CACHE_RESYNCS,
+	AUTHX_STAT_CACHE_DROPPED,
+	AUTHX_STAT_CACHE_DISCARDED,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -90,6 +102,7 @@ typedef enum AuthxLock
 	AUTHX_LOCK_AUDIT_QUEUE,		/* audit ring: head, tail, seq numbers */
 	AUTHX_LOCK_WORKER,			/* published worker pid and latch */
 	AUTHX_LOCK_LOCKOUT,			/* failed-login table (lockout.c) */
+	AUTHX_LOCK_CACHE,			/* Redis operation ring (cache.c) */
 	AUTHX_NUM_LOCKS
 } AuthxLock;
 
@@ -163,6 +176,46 @@ extern void authx_token_generate(const char *prefix, char *out);
 extern bool authx_token_wellformed(const char *prefix, const char *tok, Size len);
 extern void authx_sha256(const char *data, Size len, uint8 *out);
 extern bool authx_equal_ct(const void *a, const void *b, Size len);
+
+/* ----------------------------------------------------------------
+ * Redis write-through cache (cache.c, redis.c, worker_redis.c)
+ * ----------------------------------------------------------------
+ */
+#define AUTHX_CACHE_SET		1	/* a valid session: user_id, expires_at */
+#define AUTHX_CACHE_REVOKE	2	/* a tombstone until the session's expiry */
+
+/* One cache operation, as queued by a backend and applied by the writer. */
+typedef struct AuthxCacheOp
+{
+	uint8		kind;
+	bool		from_read;		/* repopulation by a validation, not a write */
+	uint8		hash[AUTHX_HASH_LEN];
+	pg_uuid_t	user_id;
+	int64		version;		/* the session row's version */
+	TimestampTz expires_at;		/* the session's absolute expiry */
+	TimestampTz expire_at;		/* when the Redis key must disappear */
+	TimestampTz xact_start;		/* start of the transaction that queued it */
+	TimestampTz committed_at;	/* set at commit, for the writer's lag */
+} AuthxCacheOp;
+
+extern Size authx_cache_shmem_size(void);
+extern void authx_cache_shmem_startup(char *base, bool found);
+extern bool authx_cache_enabled(void);
+extern void authx_cache_lag_percentiles(int64 *p50, int64 *p99);
+extern uint64 authx_cache_queue_depth(void);
+extern bool authx_cache_connected(void);
+/* the writer's side of the ring */
+extern bool authx_cache_writer_attach(Latch *latch);
+extern void authx_cache_writer_state(bool connected, const char *run_id, const char *error);
+extern bool authx_cache_begin_resync(void);
+extern bool authx_cache_overflowed(void);
+extern int	authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken);
+extern void authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops, int n);
+extern uint64 authx_cache_tail(void);
+extern void authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
+								   TimestampTz expires_at, TimestampTz idle_deadline);
+extern void authx_cache_worker_register(void);
+PGDLLEXPORT void authx_redis_writer_main(Datum main_arg);
 
 /* ----------------------------------------------------------------
  * Lockouts (lockout.c)

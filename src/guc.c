@@ -14,10 +14,13 @@
 #include "utils/guc.h"
 
 #include "authx.h"
+#include "redis.h"
 
 int			authx_audit_premake = 3;
 int			authx_audit_queue_size = 1024;
 int			authx_audit_retention = 90;
+int			authx_cache_queue_size = 65536;
+int			authx_cache_ttl = 300;
 char	   *authx_database = NULL;
 int			authx_lockout_account_threshold = 20;
 int			authx_lockout_duration = 900;
@@ -31,9 +34,53 @@ int			authx_password_max_concurrent = 0;
 int			authx_password_memlimit = 19456;
 int			authx_password_min_length = 8;
 int			authx_password_opslimit = 2;
+char	   *authx_redis_prefix = NULL;
+int			authx_redis_timeout_ms = 200;
+char	   *authx_redis_url = NULL;
 int			authx_session_idle_timeout = 86400;
 int			authx_session_ttl = 604800;
 int			authx_touch_interval = 60;
+
+/*
+ * check_redis_prefix
+ *		1-64 printable characters without spaces, so it can sit in a SCAN
+ *		pattern: glob characters are refused too.
+ */
+static bool
+check_redis_prefix(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+	size_t		len = strlen(*newval);
+
+	if (len < 1 || len > 64)
+	{
+		GUC_check_errdetail("The prefix must have 1 to 64 characters.");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if (*p <= ' ' || *p > '~' || strchr("*?[]\\", *p) != NULL)
+		{
+			GUC_check_errdetail("The prefix may not contain spaces, control characters or *?[]\\.");
+			return false;
+		}
+	return true;
+}
+
+/*
+ * check_redis_url
+ *		Empty, or a URL authx_redis_parse_url accepts.  The detail never
+ *		repeats the value: it may hold a password.
+ */
+static bool
+check_redis_url(char **newval, void **extra, GucSource source)
+{
+	AuthxRedisTarget target;
+
+	if (**newval == '\0' || authx_redis_parse_url(*newval, &target))
+		return true;
+	GUC_check_errdetail("Use redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].");
+	return false;
+}
 
 /*
  * authx_guc_init
@@ -76,6 +123,31 @@ authx_guc_init(bool preloading)
 							36500,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	if (preloading)
+		DefineCustomIntVariable("authx.cache_queue_size",
+								gettext_noop("Cache operations the shared-memory queue to Redis holds."),
+								gettext_noop("A commit that finds it full drops its operations and forces a "
+											 "resync of the whole cache instead of failing (1024-16M)."),
+								&authx_cache_queue_size,
+								65536,
+								1024,
+								16 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.cache_ttl",
+							gettext_noop("Longest time any Redis entry lives."),
+							gettext_noop("The bound on how stale the cache can be in the worst case "
+										 "(1 s-1 day); validations refresh live entries."),
+							&authx_cache_ttl,
+							300,
+							1,
+							86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	if (preloading)
@@ -228,6 +300,38 @@ authx_guc_init(bool preloading)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.redis_prefix",
+							   gettext_noop("Prefix of every Redis key authx writes."),
+							   gettext_noop("Keys are <prefix>s:<hex sha256(token)>. A change makes the "
+											"writer resync."),
+							   &authx_redis_prefix,
+							   "authx:",
+							   PGC_SIGHUP,
+							   0,
+							   check_redis_prefix, NULL, NULL);
+
+	DefineCustomIntVariable("authx.redis_timeout_ms",
+							gettext_noop("Connect and command timeout for Redis."),
+							NULL,
+							&authx_redis_timeout_ms,
+							200,
+							10,
+							60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.redis_url",
+							   gettext_noop("Redis for the write-through cache; empty turns the cache off."),
+							   gettext_noop("redis://[[user]:password@]host[:port][/db] or "
+											"unix:///path/to/socket[?db=N]. Superuser-only and hidden: "
+											"it may hold a password."),
+							   &authx_redis_url,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   check_redis_url, NULL, NULL);
 
 	DefineCustomIntVariable("authx.session_idle_timeout",
 							gettext_noop("A session unused this long is invalid."),

@@ -71,6 +71,16 @@ authx_stats(PG_FUNCTION_ARGS)
 	last_run = authx_shared->maint_last_run;
 	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
 	emit(rsinfo, "maintenance_worker_pid", (int64) pid, false);
+	{
+		int64		p50;
+		int64		p99;
+
+		authx_cache_lag_percentiles(&p50, &p99);
+		emit(rsinfo, "cache_queue_depth", (int64) authx_cache_queue_depth(), false);
+		emit(rsinfo, "cache_connected", authx_cache_connected() ? 1 : 0, false);
+		emit(rsinfo, "cache_lag_p50_us", p50, false);
+		emit(rsinfo, "cache_lag_p99_us", p99, false);
+	}
 	emit(rsinfo, "maintenance_last_run_age_ms",
 		 last_run == 0 ? -1 : TimestampDifferenceMilliseconds(last_run, GetCurrentTimestamp()),
 		 false);

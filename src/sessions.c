@@ -67,6 +67,7 @@ typedef struct SessionSchema
 	AttrNumber	s_idle_timeout;
 	AttrNumber	s_last_seen_at;
 	AttrNumber	s_revoked_at;
+	AttrNumber	s_version;
 } SessionSchema;
 
 /* A session row as read by the hot path. */
@@ -77,6 +78,7 @@ typedef struct SessionRow
 	TimestampTz expires_at;
 	TimestampTz last_seen_at;
 	int32		idle_timeout;
+	int64		version;
 } SessionRow;
 
 static SessionSchema schema;
@@ -144,6 +146,7 @@ schema_ensure(void)
 	schema.s_idle_timeout = need_attnum(schema.sessions, "idle_timeout");
 	schema.s_last_seen_at = need_attnum(schema.sessions, "last_seen_at");
 	schema.s_revoked_at = need_attnum(schema.sessions, "revoked_at");
+	schema.s_version = need_attnum(schema.sessions, "version");
 	schema.valid = true;
 }
 
@@ -210,6 +213,7 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 			row->expires_at = DatumGetTimestampTz(slot->tts_values[schema.s_expires_at - 1]);
 			row->last_seen_at = DatumGetTimestampTz(slot->tts_values[schema.s_last_seen_at - 1]);
 			row->idle_timeout = DatumGetInt32(slot->tts_values[schema.s_idle_timeout - 1]);
+			row->version = DatumGetInt64(slot->tts_values[schema.s_version - 1]);
 			if (!slot->tts_isnull[schema.s_revoked_at - 1])
 				verdict = AUTHX_SESSION_REVOKED;
 			else if (row->expires_at <= now)
@@ -377,6 +381,14 @@ authx_session_validate(PG_FUNCTION_ARGS)
 	if (now - row.last_seen_at >= (int64) authx_touch_interval * USECS_PER_SEC)
 		session_touch(&row, now, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
 					  PG_ARGISNULL(1), owner);
+	else if (authx_cache_enabled())
+	{
+		/* Repopulate Redis (a touch does it through the trigger instead). */
+		authx_cache_note_valid(hash, &row.user_id, row.version, row.expires_at,
+							   row.idle_timeout > 0
+							   ? row.last_seen_at + (int64) row.idle_timeout * USECS_PER_SEC
+							   : DT_NOEND);
+	}
 	authx_stat_add(AUTHX_STAT_SESSION_VALID, 1);
 
 	result = palloc(sizeof(pg_uuid_t));

@@ -44,6 +44,13 @@ const char *const authx_stat_names[] = {
 	"session_invalid",
 	"session_malformed",
 	"session_touches",
+	"cache_queued",
+	"cache_sent",
+	"cache_batches",
+	"cache_errors",
+	"cache_resyncs",
+	"cache_dropped",
+	"cache_discarded",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -56,8 +63,9 @@ StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
 static Size
 authx_shmem_size(void)
 {
-	return add_size(add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size()),
-					authx_lockout_shmem_size());
+	return add_size(add_size(add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size()),
+							 authx_lockout_shmem_size()),
+					authx_cache_shmem_size());
 }
 
 static void
@@ -103,6 +111,7 @@ authx_shmem_startup(void)
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
 	}
+	authx_cache_shmem_startup(authx_shared->lockout_entries + authx_lockout_shmem_size(), found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -15,12 +15,13 @@ CREATE TABLE authx.sessions (
     last_ip       inet,
     revoked_at    timestamptz,
     revoke_reason text,
+    version       bigint NOT NULL DEFAULT 1,
     CHECK (octet_length(token_hash) = 32)
 );
 CREATE INDEX sessions_user_idx ON authx.sessions (user_id) WHERE revoked_at IS NULL;
 CREATE INDEX sessions_expires_idx ON authx.sessions (expires_at);
 COMMENT ON TABLE authx.sessions IS
-'Sessions. token_hash is sha256 of the token string; the token itself is never stored. idle_timeout is in seconds (0 = none).';
+'Sessions. token_hash is sha256 of the token string; the token itself is never stored. idle_timeout is in seconds (0 = none). version counts the row''s changes and orders them in the Redis cache.';
 SELECT pg_catalog.pg_extension_config_dump('authx.sessions', '');
 
 -- Failed-login counters and lockouts as last persisted by the worker from

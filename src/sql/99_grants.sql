@@ -45,6 +45,8 @@ GRANT EXECUTE ON FUNCTION
     authx.audit_flush(interval),
     authx.maintenance_run(),
     authx.user_unlock(uuid),
+    authx.cache_sync(interval),
+    authx.cache_status(),
     authx._stats()
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts TO authx_admin;

@@ -1,0 +1,728 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.c
+ *		Redis write-through, backend side: what to send, and when.
+ *
+ * Backends collect cache operations per transaction (a trigger on
+ * authx.sessions for every write; session_validate for repopulation) in
+ * TopTransactionContext, tagged with the subtransaction nesting level so a
+ * subtransaction abort drops its own.  At XACT_EVENT_COMMIT the operations
+ * are copied into a ring in shared memory under AUTHX_LOCK_CACHE: nothing is
+ * allocated, no network I/O happens, nothing can raise; a full ring sets the
+ * overflow flag, which makes the writer resync the whole cache.  An aborted
+ * transaction sends nothing.  The Redis writer (worker_redis.c) is the only
+ * reader of the ring.
+ *
+ * Every operation carries the version of the session row it describes; the
+ * row's version is bumped by a trigger on every update, and writers of a row
+ * serialize on its row lock, so versions follow commit order per key.  The
+ * Lua script applies an operation only if its version is newer, so replays,
+ * reordering and a repopulation that read an old state are harmless.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "authx.h"
+
+#define AUTHX_LAG_SAMPLES	1024
+#define AUTHX_MEMO_SIZE		4096
+
+/* The ring and the writer's published state, in shared memory. */
+typedef struct AuthxCacheShared
+{
+	uint64		head;			/* operations ever queued */
+	uint64		tail;			/* operations applied or discarded */
+	bool		overflow;		/* operations were dropped: resync */
+	uint64		epoch;			/* bumped by every resync */
+	TimestampTz resync_began;	/* repopulations read before this are stale */
+	pid_t		writer_pid;
+	Latch	   *writer_latch;
+	bool		connected;
+	char		run_id[48];
+	char		last_error[256];
+	TimestampTz last_error_at;
+	uint32		lag_us[AUTHX_LAG_SAMPLES];	/* recent commit-to-applied lags */
+	uint64		lag_count;
+	ConditionVariable cv;		/* broadcast when the tail moves */
+	Size		size;			/* capacity in operations */
+	AuthxCacheOp ops[FLEXIBLE_ARRAY_MEMBER];
+} AuthxCacheShared;
+
+/* A pending operation and the subtransaction level that queued it. */
+typedef struct PendingOp
+{
+	AuthxCacheOp op;
+	int			level;
+} PendingOp;
+
+/* A validation this backend already sent, to avoid one per call. */
+typedef struct MemoEntry
+{
+	uint64		key;
+	int64		version;
+	uint64		epoch;
+	TimestampTz at;
+} MemoEntry;
+
+static AuthxCacheShared *cache = NULL;
+static PendingOp *pending = NULL;
+static int	npending = 0;
+static int	maxpending = 0;
+static bool callbacks_registered = false;
+static MemoEntry memo[AUTHX_MEMO_SIZE];
+
+Size
+authx_cache_shmem_size(void)
+{
+	return MAXALIGN(add_size(offsetof(AuthxCacheShared, ops),
+							 mul_size(sizeof(AuthxCacheOp), authx_cache_queue_size)));
+}
+
+/*
+ * cache_reset
+ *		First-time initialisation (fresh shared memory).
+ */
+static void
+cache_reset(void)
+{
+	memset(cache, 0, offsetof(AuthxCacheShared, ops));
+	cache->size = authx_cache_queue_size;
+	ConditionVariableInit(&cache->cv);
+}
+
+bool
+authx_cache_enabled(void)
+{
+	return authx_shared != NULL && authx_redis_url != NULL && authx_redis_url[0] != '\0';
+}
+
+/* ----------------------------------------------------------------
+ * Transaction callbacks
+ * ----------------------------------------------------------------
+ */
+
+static void
+pending_reset(void)
+{
+	/* The array lived in TopTransactionContext, which goes away anyway. */
+	pending = NULL;
+	npending = 0;
+	maxpending = 0;
+}
+
+/*
+ * cache_push
+ *		At COMMIT: copy the pending operations into the ring, stamped with
+ *		the commit time.  No allocation, no error: when they do not fit they
+ *		are dropped and the overflow flag forces a resync.
+ */
+static void
+cache_push(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Latch	   *latch;
+	int			i;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	if (cache->head - cache->tail + npending > cache->size)
+	{
+		cache->overflow = true;
+		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+		authx_stat_add(AUTHX_STAT_CACHE_DROPPED, npending);
+	}
+	else
+	{
+		for (i = 0; i < npending; i++)
+		{
+			AuthxCacheOp *slot = &cache->ops[cache->head % cache->size];
+
+			*slot = pending[i].op;
+			slot->committed_at = now;
+			cache->head++;
+		}
+		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+		authx_stat_add(AUTHX_STAT_CACHE_QUEUED, npending);
+	}
+	/* Reading a pointer-sized field without the lock is fine for a wakeup. */
+	latch = cache->writer_latch;
+	if (latch)
+		SetLatch(latch);
+}
+
+static void
+cache_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* Allowed to raise: we are before the point of no return. */
+			if (npending > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that changed authx sessions while the Redis cache is on"),
+						 errhint("Commit such changes directly, or set authx.redis_url to '' to turn the cache off.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (npending > 0)
+				cache_push();
+			pending_reset();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_reset();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * cache_subxact_callback
+ *		A subtransaction abort drops what it queued; a subtransaction commit
+ *		hands its operations to the parent.
+ */
+static void
+cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+	int			kept = 0;
+
+	if (npending == 0)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		for (i = 0; i < npending; i++)
+			if (pending[i].level < level)
+				pending[kept++] = pending[i];
+		npending = kept;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = 0; i < npending; i++)
+			if (pending[i].level >= level)
+				pending[i].level = level - 1;
+	}
+}
+
+/*
+ * pending_add
+ *		Queue an operation in the current (sub)transaction.
+ */
+static void
+pending_add(const AuthxCacheOp *op)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(cache_xact_callback, NULL);
+		RegisterSubXactCallback(cache_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (npending == maxpending)
+	{
+		int			newmax = maxpending ? maxpending * 2 : 16;
+
+		pending = pending == NULL
+			? MemoryContextAlloc(TopTransactionContext, sizeof(PendingOp) * newmax)
+			: repalloc(pending, sizeof(PendingOp) * newmax);
+		maxpending = newmax;
+	}
+	pending[npending].op = *op;
+	pending[npending].op.xact_start = GetCurrentTransactionStartTimestamp();
+	pending[npending].level = GetCurrentTransactionNestLevel();
+	npending++;
+}
+
+/*
+ * set_expire_at
+ *		A live entry disappears at the earliest of the session's expiry, its
+ *		idle deadline and now + authx.cache_ttl.
+ */
+static TimestampTz
+set_expire_at(TimestampTz expires_at, TimestampTz idle_deadline)
+{
+	TimestampTz bound = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													(int64) authx_cache_ttl * 1000);
+
+	return Min(Min(expires_at, idle_deadline), bound);
+}
+
+/*
+ * authx_cache_note_valid
+ *		session_validate found a valid session: repopulate its entry, at most
+ *		once per half authx.cache_ttl per backend for the same version (and
+ *		again after every resync), so a hot session costs Redis nothing.
+ */
+void
+authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
+					   TimestampTz expires_at, TimestampTz idle_deadline)
+{
+	AuthxCacheOp op;
+	uint64		key;
+	MemoEntry  *m;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		epoch = cache->epoch;
+
+	memcpy(&key, hash, sizeof(key));
+	m = &memo[key % AUTHX_MEMO_SIZE];
+	if (m->key == key && m->version == version && m->epoch == epoch &&
+		now - m->at < (int64) authx_cache_ttl * USECS_PER_SEC / 2)
+		return;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = AUTHX_CACHE_SET;
+	op.from_read = true;
+	memcpy(op.hash, hash, AUTHX_HASH_LEN);
+	op.user_id = *user_id;
+	op.version = version;
+	op.expires_at = expires_at;
+	op.expire_at = set_expire_at(expires_at, idle_deadline);
+	pending_add(&op);
+	m->key = key;
+	m->version = version;
+	m->epoch = epoch;
+	m->at = now;
+}
+
+/* ----------------------------------------------------------------
+ * Triggers on authx.sessions
+ * ----------------------------------------------------------------
+ */
+
+static Datum
+attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
+{
+	int			att = SPI_fnumber(desc, name);
+
+	if (att <= 0)
+		elog(ERROR, "authx: sessions has no column \"%s\"", name);
+	return heap_getattr(tup, att, desc, isnull);
+}
+
+PG_FUNCTION_INFO_V1(authx_sessions_cache);
+
+/*
+ * authx._sessions_cache() — AFTER INSERT OR UPDATE OR DELETE on
+ * authx.sessions, FOR EACH ROW.  Queues the row's new state: a live entry,
+ * or a tombstone for a revoked or deleted session that has not expired.
+ */
+Datum
+authx_sessions_cache(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	AuthxCacheOp op;
+	bool		isnull;
+	bool		deleted;
+	bool		revoked;
+	bytea	   *hash;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "authx: _sessions_cache must be an AFTER ROW trigger");
+	if (!authx_cache_enabled())
+		return PointerGetDatum(NULL);
+
+	desc = RelationGetDescr(td->tg_relation);
+	deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+
+	memset(&op, 0, sizeof(op));
+	hash = DatumGetByteaPP(attr(tup, desc, "token_hash", &isnull));
+	if (isnull || VARSIZE_ANY_EXHDR(hash) != AUTHX_HASH_LEN)
+		return PointerGetDatum(NULL);
+	memcpy(op.hash, VARDATA_ANY(hash), AUTHX_HASH_LEN);
+	op.user_id = *DatumGetUUIDP(attr(tup, desc, "user_id", &isnull));
+	op.version = DatumGetInt64(attr(tup, desc, "version", &isnull));
+	op.expires_at = DatumGetTimestampTz(attr(tup, desc, "expires_at", &isnull));
+	(void) attr(tup, desc, "revoked_at", &revoked);
+	revoked = !revoked;
+
+	if (op.expires_at <= now)
+		return PointerGetDatum(NULL);	/* Redis has let it go already */
+	if (deleted || revoked)
+	{
+		op.kind = AUTHX_CACHE_REVOKE;
+		/* A deleted row's next version is the tombstone's. */
+		op.version += deleted ? 1 : 0;
+		op.expire_at = op.expires_at;
+	}
+	else
+	{
+		int32		idle = DatumGetInt32(attr(tup, desc, "idle_timeout", &isnull));
+		TimestampTz seen = DatumGetTimestampTz(attr(tup, desc, "last_seen_at", &isnull));
+
+		op.kind = AUTHX_CACHE_SET;
+		op.expire_at = set_expire_at(op.expires_at,
+									 idle > 0 ? seen + (int64) idle * USECS_PER_SEC : DT_NOEND);
+		if (op.expire_at <= now)
+			return PointerGetDatum(NULL);
+	}
+	pending_add(&op);
+	return PointerGetDatum(NULL);
+}
+
+/* ----------------------------------------------------------------
+ * SQL: cache_sync, cache_status, and the writer's helpers
+ * ----------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(authx_cache_sync);
+
+/*
+ * authx.cache_sync(timeout interval) RETURNS void
+ *		Wait until every cache operation committed before the call has been
+ *		applied to Redis (or discarded by a resync).  Returns at once when the
+ *		cache is off; raises 55000 after the timeout.
+ */
+Datum
+authx_cache_sync(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	int64		timeout_ms = (timeout->time + (int64) (timeout->day + timeout->month * 30) * USECS_PER_DAY) / 1000;
+	uint64		target;
+	TimestampTz deadline;
+
+	authx_require_shmem();
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative"),
+				 errhint("Pass a timeout such as '5 seconds'.")));
+	if (!authx_cache_enabled())
+		PG_RETURN_VOID();
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	target = cache->head;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	ConditionVariablePrepareToSleep(&cache->cv);
+	for (;;)
+	{
+		uint64		tail;
+		long		remaining;
+
+		LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+		tail = cache->tail;
+		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+		if (tail >= target)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cache operations were not applied to Redis within the timeout"),
+					 errdetail("%llu operations are still queued.", (unsigned long long) (target - tail)),
+					 errhint("See authx.cache_status() for the writer's last error.")));
+		}
+		(void) ConditionVariableTimedSleep(&cache->cv, Min(remaining, 1000), PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_VOID();
+}
+
+static int
+cmp_uint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * authx_cache_lag_percentiles
+ *		p50 and p99 of the recent commit-to-applied lags, in microseconds
+ *		(-1 when there are none yet).
+ */
+void
+authx_cache_lag_percentiles(int64 *p50, int64 *p99)
+{
+	uint32		samples[AUTHX_LAG_SAMPLES];
+	int			n;
+
+	*p50 = *p99 = -1;
+	if (cache == NULL)
+		return;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	n = (int) Min(cache->lag_count, AUTHX_LAG_SAMPLES);
+	memcpy(samples, cache->lag_us, sizeof(uint32) * n);
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	if (n == 0)
+		return;
+	qsort(samples, n, sizeof(uint32), cmp_uint32);
+	*p50 = samples[(n - 1) / 2];
+	*p99 = samples[(n - 1) * 99 / 100];
+}
+
+uint64
+authx_cache_queue_depth(void)
+{
+	uint64		depth;
+
+	if (cache == NULL)
+		return 0;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	depth = cache->head - cache->tail;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	return depth;
+}
+
+bool
+authx_cache_connected(void)
+{
+	return cache != NULL && cache->connected;
+}
+
+PG_FUNCTION_INFO_V1(authx_cache_status);
+
+/*
+ * authx.cache_status() RETURNS jsonb
+ *		The writer's state: enabled, connected, queue depth and capacity,
+ *		lag p50/p99 (ms), Redis run_id, last error and when.  Never shows the
+ *		URL (it may hold a password).
+ */
+Datum
+authx_cache_status(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	int64		p50;
+	int64		p99;
+	char		last_error[256];
+	char		run_id[48];
+	TimestampTz last_error_at;
+	pid_t		pid;
+	bool		connected;
+
+	authx_require_shmem();
+	authx_cache_lag_percentiles(&p50, &p99);
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	strlcpy(last_error, cache->last_error, sizeof(last_error));
+	strlcpy(run_id, cache->run_id, sizeof(run_id));
+	last_error_at = cache->last_error_at;
+	pid = cache->writer_pid;
+	connected = cache->connected;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"enabled\": %s, \"connected\": %s, \"writer_pid\": %d, "
+					 "\"queue_depth\": " UINT64_FORMAT ", \"queue_capacity\": %zu, ",
+					 authx_cache_enabled() ? "true" : "false", connected ? "true" : "false",
+					 (int) pid, authx_cache_queue_depth(), cache->size);
+	if (p50 >= 0)
+		appendStringInfo(&buf, "\"lag_p50_ms\": %.3f, \"lag_p99_ms\": %.3f, ", p50 / 1000.0, p99 / 1000.0);
+	else
+		appendStringInfoString(&buf, "\"lag_p50_ms\": null, \"lag_p99_ms\": null, ");
+	appendStringInfoString(&buf, "\"run_id\": ");
+	escape_json(&buf, run_id);
+	appendStringInfoString(&buf, ", \"last_error\": ");
+	if (last_error[0])
+		escape_json(&buf, last_error);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"last_error_at\": ");
+	if (last_error_at)
+		escape_json(&buf, timestamptz_to_str(last_error_at));
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* ----------------------------------------------------------------
+ * The writer's side of the ring (called from worker_redis.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * authx_cache_writer_attach
+ *		Publish (latch != NULL) or withdraw the writer.  Returns false if
+ *		another writer is already published.
+ */
+bool
+authx_cache_writer_attach(Latch *latch)
+{
+	bool		ok = true;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	if (latch)
+	{
+		if (cache->writer_pid != 0 && cache->writer_pid != MyProcPid &&
+			kill(cache->writer_pid, 0) == 0)
+			ok = false;
+		else
+		{
+			cache->writer_pid = MyProcPid;
+			cache->writer_latch = latch;
+		}
+	}
+	else if (cache->writer_pid == MyProcPid)
+	{
+		cache->writer_pid = 0;
+		cache->writer_latch = NULL;
+		cache->connected = false;
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	return ok;
+}
+
+void
+authx_cache_writer_state(bool connected, const char *run_id, const char *error)
+{
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	cache->connected = connected;
+	if (run_id)
+		strlcpy(cache->run_id, run_id, sizeof(cache->run_id));
+	if (error)
+	{
+		strlcpy(cache->last_error, error, sizeof(cache->last_error));
+		cache->last_error_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+}
+
+/*
+ * authx_cache_begin_resync
+ *		Step one of a resync: forget everything queued (it may depend on
+ *		dropped operations), clear the overflow flag, and remember when, so
+ *		that repopulations read before now are discarded.  The caller then
+ *		unlinks every key.  Returns whether an overflow had happened.
+ */
+bool
+authx_cache_begin_resync(void)
+{
+	bool		overflow;
+	uint64		discarded;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	overflow = cache->overflow;
+	cache->overflow = false;
+	discarded = cache->head - cache->tail;
+	cache->tail = cache->head;
+	cache->epoch++;
+	cache->resync_began = GetCurrentTimestamp();
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	authx_stat_add(AUTHX_STAT_CACHE_DISCARDED, discarded);
+	ConditionVariableBroadcast(&cache->cv);
+	return overflow;
+}
+
+bool
+authx_cache_overflowed(void)
+{
+	bool		overflow;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	overflow = cache->overflow;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	return overflow;
+}
+
+/*
+ * authx_cache_peek
+ *		Copy up to max queued operations, dropping (and counting) stale
+ *		repopulations.  *taken says how many ring slots the copies cover,
+ *		for authx_cache_advance.  Returns the number copied.
+ */
+int
+authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken)
+{
+	uint64		pos;
+	uint64		start;
+	uint64		head;
+	int			n = 0;
+	uint64		stale = 0;
+	TimestampTz resync_began;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	pos = start = cache->tail;
+	head = cache->head;
+	resync_began = cache->resync_began;
+	while (pos < head && n < max)
+	{
+		AuthxCacheOp *op = &cache->ops[pos % cache->size];
+
+		if (op->from_read && op->xact_start < resync_began)
+			stale++;
+		else
+			out[n++] = *op;
+		pos++;
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	*taken = pos - start;
+	if (stale)
+		authx_stat_add(AUTHX_STAT_CACHE_DISCARDED, stale);
+	return n;
+}
+
+/*
+ * authx_cache_advance
+ *		The writer applied the operations it peeked: release their slots,
+ *		record their lags, wake cache_sync waiters.  A resync in between has
+ *		moved the tail past them already; then nothing moves.
+ */
+void
+authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops, int n)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	if (cache->tail == expected_tail)
+		cache->tail += taken;
+	for (i = 0; i < n; i++)
+	{
+		int64		lag = now - ops[i].committed_at;
+
+		cache->lag_us[cache->lag_count % AUTHX_LAG_SAMPLES] = (uint32) Min(Max(lag, 0), PG_UINT32_MAX);
+		cache->lag_count++;
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	ConditionVariableBroadcast(&cache->cv);
+}
+
+uint64
+authx_cache_tail(void)
+{
+	uint64		tail;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	tail = cache->tail;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	return tail;
+}
+
+/*
+ * authx_cache_shmem_startup
+ *		Initialise the ring on fresh shared memory.
+ */
+void
+authx_cache_shmem_startup(char *base, bool found)
+{
+	cache = (AuthxCacheShared *) base;
+	if (!found)
+		cache_reset();
+}

@@ -1,0 +1,447 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.c
+ *		hiredis wrapper for the cache writer: connect, resync, apply.
+ *
+ * The only file that includes <hiredis/hiredis.h>.  Runs in the Redis writer
+ * background worker only (backends never wait on Redis for the cache).  It
+ * never raises: every function reports failure through its return value and
+ * an error text that names the operation and never the credentials.  hiredis
+ * replies are malloc'ed and freed here before returning.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/time.h>
+
+#include "common/hashfn.h"
+#include "utils/timestamp.h"
+
+#include <hiredis/hiredis.h>
+
+#include "authx.h"
+#include "redis.h"
+
+/*
+ * Applies one operation if it is newer than what the key holds.
+ *   KEYS[1]  the key
+ *   ARGV     kind ("s" set / "r" revoke), version, expireat (unix s),
+ *            user_id, expires_at (unix s)
+ * An older version is ignored; the same version only extends a live entry's
+ * life (a validation refreshing a hot session), never a tombstone's.  A
+ * tombstone keeps its version until the session's own expiry, so a late,
+ * older write can never bring a revoked session back.
+ */
+static const char *apply_lua =
+"local cur = redis.call('HGET', KEYS[1], 'v')\n"
+"if cur then\n"
+"  local c, n = tonumber(cur), tonumber(ARGV[2])\n"
+"  if c > n then return 0 end\n"
+"  if c == n then\n"
+"    if ARGV[1] == 's' and redis.call('HEXISTS', KEYS[1], 'revoked') == 0 then\n"
+"      redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
+"      return 2\n"
+"    end\n"
+"    return 0\n"
+"  end\n"
+"end\n"
+"redis.call('DEL', KEYS[1])\n"
+"if ARGV[1] == 's' then\n"
+"  redis.call('HSET', KEYS[1], 'user_id', ARGV[4], 'expires_at', ARGV[5], 'v', ARGV[2])\n"
+"else\n"
+"  redis.call('HSET', KEYS[1], 'revoked', '1', 'v', ARGV[2])\n"
+"end\n"
+"redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
+"return 1\n";
+
+struct AuthxRedis
+{
+	redisContext *ctx;
+	char		sha[41];		/* of apply_lua, once loaded */
+};
+
+/*
+ * authx_redis_parse_url
+ *		redis://[[user]:password@]host[:port][/db] or
+ *		unix:///path/to/socket[?db=N].  Returns false for anything else.
+ */
+bool
+authx_redis_parse_url(const char *url, AuthxRedisTarget *t)
+{
+	const char *p;
+	const char *at;
+	const char *end;
+	char	   *endp;
+
+	memset(t, 0, sizeof(*t));
+	t->port = 6379;
+	if (strncmp(url, "unix://", 7) == 0)
+	{
+		p = url + 7;
+		end = strchr(p, '?');
+		if (*p != '/' || (end ? (long) (end - p) : (long) strlen(p)) >= (long) sizeof(t->host))
+			return false;
+		t->unix_socket = true;
+		strlcpy(t->host, p, end ? (size_t) (end - p + 1) : sizeof(t->host));
+		if (end)
+		{
+			if (strncmp(end, "?db=", 4) != 0)
+				return false;
+			t->db = (int) strtol(end + 4, &endp, 10);
+			if (*endp != '\0' || t->db < 0)
+				return false;
+		}
+		return true;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return false;
+	p = url + 8;
+	at = strrchr(p, '@');
+	if (at)
+	{
+		const char *colon = memchr(p, ':', at - p);
+
+		if (colon == NULL || colon - p >= (long) sizeof(t->user) ||
+			at - colon - 1 >= (long) sizeof(t->password))
+			return false;
+		memcpy(t->user, p, colon - p);
+		memcpy(t->password, colon + 1, at - colon - 1);
+		p = at + 1;
+	}
+	end = p + strcspn(p, ":/");
+	if (end == p || end - p >= (long) sizeof(t->host))
+		return false;
+	memcpy(t->host, p, end - p);
+	p = end;
+	if (*p == ':')
+	{
+		t->port = (int) strtol(p + 1, &endp, 10);
+		if (endp == p + 1 || t->port < 1 || t->port > 65535)
+			return false;
+		p = endp;
+	}
+	if (*p == '/')
+	{
+		if (p[1] != '\0')
+		{
+			t->db = (int) strtol(p + 1, &endp, 10);
+			if (endp == p + 1 || *endp != '\0' || t->db < 0)
+				return false;
+		}
+		p += strlen(p);
+	}
+	return *p == '\0';
+}
+
+/*
+ * command
+ *		Run one command; on a transport error or an error reply fill err
+ *		(naming what) and return NULL.  The caller frees a non-NULL reply.
+ */
+static redisReply *
+command(AuthxRedis *r, const char *what, char *err, size_t errlen, const char *fmt,...)
+{
+	va_list		ap;
+	redisReply *reply;
+
+	va_start(ap, fmt);
+	reply = redisvCommand(r->ctx, fmt, ap);
+	va_end(ap);
+	if (reply == NULL)
+	{
+		snprintf(err, errlen, "%s: %s", what, r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+		return NULL;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		snprintf(err, errlen, "%s: %.*s", what, (int) Min(reply->len, 200), reply->str);
+		freeReplyObject(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+static bool
+load_script(AuthxRedis *r, char *err, size_t errlen)
+{
+	redisReply *reply = command(r, "SCRIPT LOAD", err, errlen, "SCRIPT LOAD %s", apply_lua);
+
+	if (reply == NULL)
+		return false;
+	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
+	{
+		snprintf(err, errlen, "SCRIPT LOAD: unexpected reply");
+		freeReplyObject(reply);
+		return false;
+	}
+	memcpy(r->sha, reply->str, 40);
+	r->sha[40] = '\0';
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * authx_redis_connect
+ *		Connect, authenticate, select the database and load the script.
+ *		NULL (with err) on any failure.
+ */
+AuthxRedis *
+authx_redis_connect(const AuthxRedisTarget *t, int timeout_ms, char *err, size_t errlen)
+{
+	struct timeval tv;
+	AuthxRedis *r;
+	redisReply *reply;
+
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	r = calloc(1, sizeof(AuthxRedis));
+	if (r == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->ctx = t->unix_socket ? redisConnectUnixWithTimeout(t->host, tv)
+		: redisConnectWithTimeout(t->host, t->port, tv);
+	if (r->ctx == NULL || r->ctx->err)
+	{
+		snprintf(err, errlen, "connect to %s%s%d: %s", t->host, t->unix_socket ? "" : ":",
+				 t->unix_socket ? 0 : t->port,
+				 r->ctx ? r->ctx->errstr : "cannot allocate context");
+		authx_redis_close(r);
+		return NULL;
+	}
+	redisSetTimeout(r->ctx, tv);
+	redisEnableKeepAlive(r->ctx);
+
+	if (t->password[0] != '\0')
+	{
+		/* The error text names AUTH only; Redis never echoes the secret. */
+		reply = t->user[0] != '\0'
+			? command(r, "AUTH", err, errlen, "AUTH %s %s", t->user, t->password)
+			: command(r, "AUTH", err, errlen, "AUTH %s", t->password);
+		if (reply == NULL)
+		{
+			authx_redis_close(r);
+			return NULL;
+		}
+		freeReplyObject(reply);
+	}
+	if (t->db != 0)
+	{
+		reply = command(r, "SELECT", err, errlen, "SELECT %d", t->db);
+		if (reply == NULL)
+		{
+			authx_redis_close(r);
+			return NULL;
+		}
+		freeReplyObject(reply);
+	}
+	if (!load_script(r, err, errlen))
+	{
+		authx_redis_close(r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+authx_redis_close(AuthxRedis *r)
+{
+	if (r == NULL)
+		return;
+	if (r->ctx)
+		redisFree(r->ctx);
+	free(r);
+}
+
+/*
+ * authx_redis_run_id
+ *		The server's run_id (changes whenever Redis restarts).
+ */
+bool
+authx_redis_run_id(AuthxRedis *r, char *out, size_t outlen, char *err, size_t errlen)
+{
+	redisReply *reply = command(r, "INFO", err, errlen, "INFO server");
+	const char *p;
+	size_t		n;
+
+	if (reply == NULL)
+		return false;
+	p = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "run_id:") : NULL;
+	if (p == NULL)
+	{
+		snprintf(err, errlen, "INFO: no run_id");
+		freeReplyObject(reply);
+		return false;
+	}
+	p += 7;
+	n = strcspn(p, "\r\n");
+	strlcpy(out, p, Min(n + 1, outlen));
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * authx_redis_unlink_prefix
+ *		SCAN for every key under prefix and UNLINK them, in batches.  Returns
+ *		how many were unlinked, or -1 (with err).
+ */
+long
+authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t errlen)
+{
+	char		cursor[32] = "0";
+	char	   *pattern = psprintf("%s*", prefix);
+	long		total = 0;
+
+	do
+	{
+		redisReply *reply = command(r, "SCAN", err, errlen, "SCAN %s MATCH %s COUNT 1000",
+									cursor, pattern);
+		redisReply *keys;
+		size_t		i;
+
+		if (reply == NULL)
+			return -1;
+		if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+			reply->element[0]->type != REDIS_REPLY_STRING ||
+			reply->element[1]->type != REDIS_REPLY_ARRAY)
+		{
+			snprintf(err, errlen, "SCAN: unexpected reply");
+			freeReplyObject(reply);
+			return -1;
+		}
+		strlcpy(cursor, reply->element[0]->str, sizeof(cursor));
+		keys = reply->element[1];
+		if (keys->elements > 0)
+		{
+			const char **argv = palloc(sizeof(char *) * (keys->elements + 1));
+			size_t	   *lens = palloc(sizeof(size_t) * (keys->elements + 1));
+			redisReply *del;
+
+			argv[0] = "UNLINK";
+			lens[0] = 6;
+			for (i = 0; i < keys->elements; i++)
+			{
+				argv[i + 1] = keys->element[i]->str;
+				lens[i + 1] = keys->element[i]->len;
+			}
+			del = redisCommandArgv(r->ctx, (int) keys->elements + 1, argv, lens);
+			if (del == NULL || del->type == REDIS_REPLY_ERROR)
+			{
+				snprintf(err, errlen, "UNLINK: %s", del ? del->str : r->ctx->errstr);
+				if (del)
+					freeReplyObject(del);
+				freeReplyObject(reply);
+				return -1;
+			}
+			total += del->integer;
+			freeReplyObject(del);
+		}
+		freeReplyObject(reply);
+	} while (strcmp(cursor, "0") != 0);
+	return total;
+}
+
+static void
+hex(const uint8 *in, int n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static void
+uuid_text(const pg_uuid_t *u, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	int			i;
+	char	   *p = out;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = digits[u->data[i] >> 4];
+		*p++ = digits[u->data[i] & 15];
+	}
+	*p = '\0';
+}
+
+/*
+ * append_op
+ *		Queue one EVALSHA of the apply script in the pipeline.
+ */
+static void
+append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
+{
+	char		key[128];
+	char		hexhash[2 * AUTHX_HASH_LEN + 1];
+	char		version[24];
+	char		expireat[24];
+	char		user[37];
+	char		expires[24];
+
+	hex(op->hash, AUTHX_HASH_LEN, hexhash);
+	snprintf(key, sizeof(key), "%ss:%s", prefix, hexhash);
+	snprintf(version, sizeof(version), INT64_FORMAT, op->version);
+	snprintf(expireat, sizeof(expireat), "%ld", (long) Max(timestamptz_to_time_t(op->expire_at), 1));
+	uuid_text(&op->user_id, user);
+	snprintf(expires, sizeof(expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
+	redisAppendCommand(r->ctx, "EVALSHA %s 1 %s %s %s %s %s %s", r->sha, key,
+					   op->kind == AUTHX_CACHE_SET ? "s" : "r", version, expireat, user, expires);
+}
+
+/*
+ * authx_redis_apply
+ *		Pipeline the operations and read every reply.  False (with err) when
+ *		any failed: the caller keeps them queued and retries, which is
+ *		harmless because the script ignores anything not newer.  A NOSCRIPT
+ *		(Redis lost its script cache) reloads the script and retries once.
+ */
+bool
+authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
+				  char *err, size_t errlen)
+{
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		bool		noscript = false;
+		bool		ok = true;
+		int			i;
+
+		for (i = 0; i < n; i++)
+			append_op(r, prefix, &ops[i]);
+		for (i = 0; i < n; i++)
+		{
+			redisReply *reply = NULL;
+
+			if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+			{
+				snprintf(err, errlen, "EVALSHA: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+				return false;	/* the connection is unusable now */
+			}
+			if (reply->type == REDIS_REPLY_ERROR)
+			{
+				if (strncmp(reply->str, "NOSCRIPT", 8) == 0)
+					noscript = true;
+				else if (ok)
+					snprintf(err, errlen, "EVALSHA: %.*s", (int) Min(reply->len, 200), reply->str);
+				ok = false;
+			}
+			freeReplyObject(reply);
+		}
+		if (ok)
+			return true;
+		if (!noscript || !load_script(r, err, errlen))
+			return false;
+	}
+	return false;
+}

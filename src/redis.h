@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.h
+ *		The Redis client used by the cache writer (redis.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTHX_REDIS_H
+#define AUTHX_REDIS_H
+
+#include "authx.h"
+
+typedef struct AuthxRedisTarget
+{
+	bool		unix_socket;
+	char		host[256];		/* host name, or socket path */
+	int			port;
+	int			db;
+	char		user[128];		/* ACL user, "" for none */
+	char		password[256];	/* "" for none */
+} AuthxRedisTarget;
+
+typedef struct AuthxRedis AuthxRedis;
+
+extern bool authx_redis_parse_url(const char *url, AuthxRedisTarget *target);
+extern AuthxRedis *authx_redis_connect(const AuthxRedisTarget *target, int timeout_ms,
+									   char *err, size_t errlen);
+extern void authx_redis_close(AuthxRedis *r);
+extern bool authx_redis_run_id(AuthxRedis *r, char *out, size_t outlen, char *err, size_t errlen);
+extern long authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t errlen);
+extern bool authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
+							  char *err, size_t errlen);
+
+#endif							/* AUTHX_REDIS_H */

@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_redis.c
+ *		The Redis writer background worker.
+ *
+ * One per cluster, attached to shared memory only (no database).  It drains
+ * the ring of cache operations (cache.c) in batches of up to
+ * AUTHX_WRITER_BATCH, pipelining one EVALSHA per operation, and releases the
+ * batch only when every reply is in, so a failure re-sends rather than
+ * loses.  It resyncs the whole cache (forget the queue, UNLINK every key
+ * under the prefix) before writing anything whenever operations can have been
+ * lost or Redis can hold a state older than ours: when it starts, after a
+ * queue overflow, when Redis's run_id changes (a restart, possibly from an
+ * old RDB file), after Redis was unreachable for AUTHX_OUTAGE_RESYNC_MS, and
+ * when the URL or prefix changes.  A failure is logged once, then only
+ * counted, until the writer is connected again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "authx.h"
+#include "redis.h"
+
+#define AUTHX_WRITER_BATCH		512
+#define AUTHX_OUTAGE_RESYNC_MS	10000
+#define AUTHX_RETRY_MAX_MS		2000
+
+static AuthxRedis *conn = NULL;
+static bool logged_failure = false;
+static TimestampTz down_since = 0;	/* when the connection was last lost */
+
+/*
+ * authx_cache_worker_register
+ *		Called from _PG_init while preloading; the worker idles while
+ *		authx.redis_url is empty.
+ */
+void
+authx_cache_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authx_redis_writer_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "authx redis writer");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "authx redis writer");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+writer_detach(int code, Datum arg)
+{
+	authx_redis_close(conn);
+	conn = NULL;
+	(void) authx_cache_writer_attach(NULL);
+}
+
+/*
+ * failed
+ *		Drop the connection and report: logged the first time of a run of
+ *		failures, always counted and shown by authx.cache_status().
+ */
+static void
+failed(const char *err)
+{
+	if (conn != NULL)
+		down_since = GetCurrentTimestamp();
+	authx_redis_close(conn);
+	conn = NULL;
+	authx_stat_add(AUTHX_STAT_CACHE_ERRORS, 1);
+	authx_cache_writer_state(false, NULL, err);
+	if (!logged_failure)
+		ereport(LOG,
+				(errmsg("authx redis writer: %s", err),
+				 errhint("Cache operations wait in the queue; see authx.cache_status().")));
+	logged_failure = true;
+}
+
+/*
+ * resync
+ *		Forget the queue and every key under the prefix.
+ */
+static bool
+resync(const char *prefix)
+{
+	char		err[256];
+	long		n;
+
+	(void) authx_cache_begin_resync();
+	n = authx_redis_unlink_prefix(conn, prefix, err, sizeof(err));
+	if (n < 0)
+	{
+		failed(err);
+		return false;
+	}
+	authx_stat_add(AUTHX_STAT_CACHE_RESYNCS, 1);
+	ereport(LOG,
+			(errmsg("authx redis writer: resynced the cache (%ld keys removed under \"%s\")", n, prefix)));
+	return true;
+}
+
+/*
+ * drain
+ *		Apply queued operations until the queue is empty or a batch fails.
+ *		Returns false on failure (the connection is dropped).
+ */
+static bool
+drain(const char *prefix, AuthxCacheOp *batch)
+{
+	for (;;)
+	{
+		uint64		tail = authx_cache_tail();
+		uint64		taken;
+		int			n = authx_cache_peek(batch, AUTHX_WRITER_BATCH, &taken);
+		char		err[256];
+
+		if (taken == 0)
+			return true;
+		if (n > 0 && !authx_redis_apply(conn, prefix, batch, n, err, sizeof(err)))
+		{
+			failed(err);
+			return false;
+		}
+		authx_cache_advance(taken, tail, batch, n);
+		authx_stat_add(AUTHX_STAT_CACHE_SENT, n);
+		authx_stat_add(AUTHX_STAT_CACHE_BATCHES, 1);
+		if (authx_cache_overflowed() || ShutdownRequestPending)
+			return true;
+	}
+}
+
+/*
+ * authx_redis_writer_main
+ *		Entry point of the writer.
+ */
+void
+authx_redis_writer_main(Datum main_arg)
+{
+	AuthxCacheOp *batch;
+	char		url[1024] = "";
+	char		prefix[128] = "";
+	char		run_id[48] = "";
+	bool		need_resync = true;		/* at start: ops may have been lost */
+	TimestampTz next_attempt = 0;
+	int			retry_ms = 100;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	if (!authx_cache_writer_attach(MyLatch))
+	{
+		ereport(LOG, (errmsg("authx redis writer already running")));
+		proc_exit(0);
+	}
+	before_shmem_exit(writer_detach, (Datum) 0);
+	batch = MemoryContextAlloc(TopMemoryContext, sizeof(AuthxCacheOp) * AUTHX_WRITER_BATCH);
+	down_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		long		wait_ms = 1000;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (ShutdownRequestPending)
+			break;
+
+		/* A new target or prefix: what Redis holds is not ours to trust. */
+		if (strcmp(url, authx_redis_url) != 0 || strcmp(prefix, authx_redis_prefix) != 0)
+		{
+			authx_redis_close(conn);
+			conn = NULL;
+			strlcpy(url, authx_redis_url, sizeof(url));
+			strlcpy(prefix, authx_redis_prefix, sizeof(prefix));
+			need_resync = true;
+			run_id[0] = '\0';
+			authx_cache_writer_state(false, "", NULL);
+		}
+
+		if (url[0] != '\0' && conn == NULL && GetCurrentTimestamp() >= next_attempt)
+		{
+			AuthxRedisTarget target;
+			char		err[256];
+			char		new_run_id[48];
+
+			if (!authx_redis_parse_url(url, &target))
+				failed("authx.redis_url cannot be parsed");
+			else if ((conn = authx_redis_connect(&target, authx_redis_timeout_ms, err, sizeof(err))) == NULL)
+				failed(err);
+			else if (!authx_redis_run_id(conn, new_run_id, sizeof(new_run_id), err, sizeof(err)))
+				failed(err);
+			else
+			{
+				if (strcmp(new_run_id, run_id) != 0 ||
+					TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), AUTHX_OUTAGE_RESYNC_MS))
+					need_resync = true;
+				strlcpy(run_id, new_run_id, sizeof(run_id));
+				authx_cache_writer_state(true, run_id, NULL);
+				if (logged_failure)
+					ereport(LOG, (errmsg("authx redis writer: connected again")));
+				logged_failure = false;
+				retry_ms = 100;
+			}
+			if (conn == NULL)
+			{
+				next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_ms);
+				retry_ms = Min(retry_ms * 2, AUTHX_RETRY_MAX_MS);
+			}
+		}
+
+		if (conn != NULL)
+		{
+			if (authx_cache_overflowed())
+				need_resync = true;
+			if (need_resync && resync(prefix))
+				need_resync = false;
+			if (conn != NULL && !need_resync)
+				(void) drain(prefix, batch);
+		}
+		if (url[0] != '\0' && conn == NULL)
+			wait_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_attempt), 10);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	/* Final drain: what was committed before shutdown reaches Redis. */
+	if (conn != NULL && !need_resync)
+		(void) drain(prefix, batch);
+	proc_exit(1);
+}
