@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -52,7 +52,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -145,6 +145,50 @@ bench_sessions() {
     row "random token of $n: hand-written SQL" "$HW" "$(ratio "$HW" "$TE") of expr" "1.000"
     row "authx.session_create(user_id)" "$SC" "$(ratio "$SC" "$S1")" ""
     row "authx.session_revoke(token)" "$SR" "$(ratio "$SR" "$S1")" ""
+}
+
+bench_cache() {
+    local rport off=() on=() lag tok hex rb pv
+    rport=$(free_port)
+    redis_start "$rport" "$WORK/redis"
+    say "cache: Redis on 127.0.0.1:$rport"
+    set_url() {
+        psql_ -c "ALTER SYSTEM SET authx.redis_url = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
+        sleep 1
+    }
+    # session_create with the cache off and on, interleaved.
+    for _ in $(seq "$ROUNDS"); do
+        set_url ""
+        off+=("$(tps 2 session_create.sql -D uid="$UID_")")
+        set_url "redis://127.0.0.1:$rport"
+        on+=("$(tps 2 session_create.sql -D uid="$UID_")")
+    done
+    psql_ -c "SELECT authx.cache_sync('60 s')" >/dev/null
+    lag=$(psql_ -tAc "SELECT (SELECT value FROM authx.stats WHERE name = 'cache_lag_p50_us') || ' ' ||
+                             (SELECT value FROM authx.stats WHERE name = 'cache_lag_p99_us')")
+    # Gateway read: one HGETALL per request against the entry of a session.
+    tok=$(psql_ -tAc "SELECT session_token FROM authx.session_create('$UID_')")
+    psql_ -c "SELECT authx.cache_sync('60 s')" >/dev/null
+    hex=$(psql_ -tAc "SELECT encode(sha256(convert_to('$tok', 'UTF8')), 'hex')")
+    rb=$(redis-benchmark -p "$rport" -c 2 -n $((SECS * 40000)) -q HGETALL "authx:s:$hex" 2>/dev/null \
+         | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+    pv=$(tps 2 session_validate_param.sql -D tok="$tok")
+    redis_stop "$rport"
+
+    local OFF ON
+    OFF=$(best "${off[@]}") ON=$(best "${on[@]}")
+    read -r p50 p99 <<<"$lag"
+    echo
+    echo "## Redis write-through ($(nproc) cores, 2 clients, Redis on the same machine, $ROUNDS rounds of ${SECS}s)"
+    echo
+    row "path" "TPS" "ratio" ""
+    row "---" "---:" "---:" ""
+    row "authx.session_create, cache off" "$OFF" "1.000" ""
+    row "authx.session_create, cache on" "$ON" "$(ratio "$ON" "$OFF")" "median of pairs $(median_ratio "${on[*]}" "${off[*]}")"
+    row "gateway read: Redis HGETALL <key> (redis-benchmark)" "$rb" "" ""
+    row "authx.session_validate(\$1) through PostgreSQL" "$pv" "$(ratio "$pv" "$rb") of Redis" ""
+    echo
+    echo "writer lag, commit to applied in Redis, under the cache-on load: p50 $(python3 -c "print(f'{$p50 / 1000:.2f}')") ms, p99 $(python3 -c "print(f'{$p99 / 1000:.2f}')") ms"
 }
 
 for section in $SECTIONS; do

@@ -10,7 +10,7 @@ AUTHX_PACKAGES=(
     build-essential postgresql-15 postgresql-server-dev-15 postgresql-contrib
     libsodium-dev libhiredis-dev redis-server redis-tools
     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-    python3 python3-argon2 argon2 procps iproute2
+    python3 python3-argon2 argon2 procps iproute2 python3-redis python3-psycopg2
 )
 
 say() { printf '\033[1mauthx:\033[0m %s\n' "$*" >&2; }
@@ -44,6 +44,8 @@ ensure_packages() {
     for p in "${AUTHX_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
+    # The Node.js example needs node and npm; machines usually have them.
+    command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (run as root, or install them)"
     say "installing ${missing[*]}"

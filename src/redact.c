@@ -203,6 +203,23 @@ drop_parameters(char *field)
 	return psprintf("%.*sparameters: (hidden by authx)", (int) (hit - field), field);
 }
 
+/*
+ * hide_setting_value
+ *		PostgreSQL logs a reloaded setting's new value ("parameter ... changed
+ *		to ...") and a rejected one ("invalid value for parameter ...: ...").
+ *		authx.redis_url may hold a password: cut those messages after the
+ *		name.
+ */
+static char *
+hide_setting_value(char *field)
+{
+	char	   *hit;
+
+	if (field == NULL || (hit = strstr(field, "authx.redis_url\"")) == NULL)
+		return field;
+	return psprintf("%.*s (value hidden by authx)", (int) (hit - field + strlen("authx.redis_url\"")), field);
+}
+
 static void
 authx_emit_log(ErrorData *edata)
 {
@@ -211,7 +228,11 @@ authx_emit_log(ErrorData *edata)
 
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
-	if (!edata->output_to_server || q == NULL || !may_carry_secret(q))
+	if (!edata->output_to_server)
+		return;
+	edata->message = hide_setting_value(edata->message);
+	edata->detail = hide_setting_value(edata->detail);
+	if (q == NULL || !may_carry_secret(q))
 		return;
 
 	/* The STATEMENT: line would carry the raw text. */
