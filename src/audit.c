@@ -454,12 +454,7 @@ authx_audit_flush(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	authx_require_shmem();
-	timeout_ms = (timeout->time + (int64) (timeout->day + timeout->month * 30) * USECS_PER_DAY) / 1000;
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative"),
-				 errhint("Pass a timeout such as '5 seconds'.")));
+	timeout_ms = authx_interval_ms(timeout);
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_AUDIT_QUEUE), LW_SHARED);
 	target = authx_shared->audit_enq_seq;

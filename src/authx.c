@@ -14,6 +14,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "authx.h"
 
@@ -37,9 +38,10 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 
+	/* The log hook first: defining the GUCs may log a bad authx.redis_url. */
+	authx_redact_init();
 	authx_crypto_init();
 	authx_guc_init(preloading);
-	authx_redact_init();
 
 	if (!preloading)
 		return;
@@ -47,4 +49,23 @@ _PG_init(void)
 	authx_shmem_init();
 	authx_worker_register();
 	authx_cache_worker_register();
+}
+
+/*
+ * authx_interval_ms
+ *		A timeout interval in milliseconds, clamped to about 30 years (so an
+ *		absurdly large interval waits "forever" instead of overflowing), or
+ *		raise 22023 for a negative one.
+ */
+int64
+authx_interval_ms(const Interval *iv)
+{
+	double		ms = iv->time / 1000.0 + ((double) iv->day + (double) iv->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0;
+
+	if (ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative"),
+				 errhint("Pass a timeout such as '5 seconds'.")));
+	return (int64) Min(ms, 1e12);
 }

@@ -14,6 +14,7 @@
 #define AUTHX_H
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -53,6 +54,9 @@ extern int	authx_password_min_length;
 extern int	authx_password_opslimit;
 
 extern void authx_guc_init(bool preloading);
+
+/* authx.c */
+extern int64 authx_interval_ms(const Interval *iv);
 
 /* ----------------------------------------------------------------
  * Statistics counters (shmem.c keeps the names, metrics.c reads them)
@@ -207,7 +211,8 @@ extern bool authx_cache_connected(void);
 /* the writer's side of the ring */
 extern bool authx_cache_writer_attach(Latch *latch);
 extern void authx_cache_writer_state(bool connected, const char *run_id, const char *error);
-extern bool authx_cache_begin_resync(void);
+extern uint64 authx_cache_begin_resync(void);
+extern void authx_cache_end_resync(uint64 pos);
 extern bool authx_cache_overflowed(void);
 extern int	authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken);
 extern void authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops, int n);

@@ -46,7 +46,9 @@
 typedef struct AuthxCacheShared
 {
 	uint64		head;			/* operations ever queued */
-	uint64		tail;			/* operations applied or discarded */
+	uint64		tail;			/* operations taken off the ring */
+	uint64		done;			/* operations whose effect is in Redis (or
+								 * wiped by a finished resync) */
 	bool		overflow;		/* operations were dropped: resync */
 	uint64		epoch;			/* bumped by every resync */
 	TimestampTz resync_began;	/* repopulations read before this are stale */
@@ -116,6 +118,26 @@ authx_cache_enabled(void)
  * ----------------------------------------------------------------
  */
 
+/*
+ * memo_forget
+ *		A repopulation that will not be sent (its transaction or
+ *		subtransaction rolled back, or it was dropped at PREPARE) must not
+ *		count as sent.
+ */
+static void
+memo_forget(const AuthxCacheOp *op)
+{
+	uint64		key;
+	MemoEntry  *m;
+
+	if (!op->from_read)
+		return;
+	memcpy(&key, op->hash, sizeof(key));
+	m = &memo[key % AUTHX_MEMO_SIZE];
+	if (m->key == key && m->version == op->version)
+		m->key = 0;
+}
+
 static void
 pending_reset(void)
 {
@@ -170,6 +192,20 @@ cache_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
+			{
+				int			i;
+				int			kept = 0;
+
+				/* Repopulations are optional: drop them. */
+				for (i = 0; i < npending; i++)
+				{
+					if (pending[i].op.from_read)
+						memo_forget(&pending[i].op);
+					else
+						pending[kept++] = pending[i];
+				}
+				npending = kept;
+			}
 			/* Allowed to raise: we are before the point of no return. */
 			if (npending > 0)
 				ereport(ERROR,
@@ -185,6 +221,14 @@ cache_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			{
+				int			i;
+
+				for (i = 0; i < npending; i++)
+					memo_forget(&pending[i].op);
+			}
+			pending_reset();
+			break;
 		case XACT_EVENT_PREPARE:
 			pending_reset();
 			break;
@@ -211,8 +255,12 @@ cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		for (i = 0; i < npending; i++)
+		{
 			if (pending[i].level < level)
 				pending[kept++] = pending[i];
+			else
+				memo_forget(&pending[i].op);
+		}
 		npending = kept;
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
@@ -339,7 +387,9 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		elog(ERROR, "authx: _sessions_cache must be an AFTER ROW trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("authx._sessions_cache() must be called as an AFTER ROW trigger")));
 	if (!authx_cache_enabled())
 		return PointerGetDatum(NULL);
 
@@ -398,17 +448,12 @@ PG_FUNCTION_INFO_V1(authx_cache_sync);
 Datum
 authx_cache_sync(PG_FUNCTION_ARGS)
 {
-	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
-	int64		timeout_ms = (timeout->time + (int64) (timeout->day + timeout->month * 30) * USECS_PER_DAY) / 1000;
+	int64		timeout_ms;
 	uint64		target;
 	TimestampTz deadline;
 
 	authx_require_shmem();
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative"),
-				 errhint("Pass a timeout such as '5 seconds'.")));
+	timeout_ms = authx_interval_ms(PG_GETARG_INTERVAL_P(0));
 	if (!authx_cache_enabled())
 		PG_RETURN_VOID();
 
@@ -424,7 +469,7 @@ authx_cache_sync(PG_FUNCTION_ARGS)
 		long		remaining;
 
 		LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-		tail = cache->tail;
+		tail = cache->done;
 		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 		if (tail >= target)
 			break;
@@ -486,7 +531,7 @@ authx_cache_queue_depth(void)
 	if (cache == NULL)
 		return 0;
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-	depth = cache->head - cache->tail;
+	depth = cache->head - cache->done;
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	return depth;
 }
@@ -608,26 +653,38 @@ authx_cache_writer_state(bool connected, const char *run_id, const char *error)
  * authx_cache_begin_resync
  *		Step one of a resync: forget everything queued (it may depend on
  *		dropped operations), clear the overflow flag, and remember when, so
- *		that repopulations read before now are discarded.  The caller then
- *		unlinks every key.  Returns whether an overflow had happened.
+ *		that repopulations read before now are discarded.  Returns the ring
+ *		position the resync covers; authx_cache_end_resync publishes it once
+ *		every key is gone.
  */
-bool
+uint64
 authx_cache_begin_resync(void)
 {
-	bool		overflow;
 	uint64		discarded;
+	uint64		pos;
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
-	overflow = cache->overflow;
 	cache->overflow = false;
 	discarded = cache->head - cache->tail;
-	cache->tail = cache->head;
+	cache->tail = pos = cache->head;
 	cache->epoch++;
 	cache->resync_began = GetCurrentTimestamp();
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	authx_stat_add(AUTHX_STAT_CACHE_DISCARDED, discarded);
+	return pos;
+}
+
+/*
+ * authx_cache_end_resync
+ *		Every key is gone: operations up to pos count as done.
+ */
+void
+authx_cache_end_resync(uint64 pos)
+{
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	cache->done = Max(cache->done, pos);
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	ConditionVariableBroadcast(&cache->cv);
-	return overflow;
 }
 
 bool
@@ -692,7 +749,10 @@ authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops,
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
 	if (cache->tail == expected_tail)
+	{
 		cache->tail += taken;
+		cache->done = Max(cache->done, cache->tail);
+	}
 	for (i = 0; i < n; i++)
 	{
 		int64		lag = now - ops[i].committed_at;

@@ -205,14 +205,19 @@ authx_redis_connect(const AuthxRedisTarget *t, int timeout_ms, char *err, size_t
 		: redisConnectWithTimeout(t->host, t->port, tv);
 	if (r->ctx == NULL || r->ctx->err)
 	{
-		snprintf(err, errlen, "connect to %s%s%d: %s", t->host, t->unix_socket ? "" : ":",
-				 t->unix_socket ? 0 : t->port,
-				 r->ctx ? r->ctx->errstr : "cannot allocate context");
+		if (t->unix_socket)
+			snprintf(err, errlen, "connect to %s: %s", t->host,
+					 r->ctx ? r->ctx->errstr : "cannot allocate context");
+		else
+			snprintf(err, errlen, "connect to %s:%d: %s", t->host, t->port,
+					 r->ctx ? r->ctx->errstr : "cannot allocate context");
 		authx_redis_close(r);
 		return NULL;
 	}
 	redisSetTimeout(r->ctx, tv);
-	redisEnableKeepAlive(r->ctx);
+	/* TCP only: on a Unix socket it fails and poisons the context. */
+	if (!t->unix_socket)
+		redisEnableKeepAlive(r->ctx);
 
 	if (t->password[0] != '\0')
 	{

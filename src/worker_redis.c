@@ -11,9 +11,10 @@
  * under the prefix) before writing anything whenever operations can have been
  * lost or Redis can hold a state older than ours: when it starts, after a
  * queue overflow, when Redis's run_id changes (a restart, possibly from an
- * old RDB file), after Redis was unreachable for AUTHX_OUTAGE_RESYNC_MS, and
- * when the URL or prefix changes.  A failure is logged once, then only
- * counted, until the writer is connected again.
+ * old RDB file; checked every AUTHX_HEALTH_MS even when idle), after Redis
+ * was unreachable for AUTHX_OUTAGE_RESYNC_MS, and when the URL or prefix
+ * changes (the old prefix is cleared too).  A failure is logged once, then
+ * only counted, and retried with backoff until a write succeeds again.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,10 +36,14 @@
 #define AUTHX_WRITER_BATCH		512
 #define AUTHX_OUTAGE_RESYNC_MS	10000
 #define AUTHX_RETRY_MAX_MS		2000
+#define AUTHX_HEALTH_MS			1000
 
 static AuthxRedis *conn = NULL;
 static bool logged_failure = false;
 static TimestampTz down_since = 0;	/* when the connection was last lost */
+static TimestampTz next_attempt = 0;	/* no reconnect before this */
+static int	retry_ms = 100;
+static char old_prefix[128] = "";	/* a previous prefix still to clear */
 
 /*
  * authx_cache_worker_register
@@ -72,7 +77,10 @@ writer_detach(int code, Datum arg)
 /*
  * failed
  *		Drop the connection and report: logged the first time of a run of
- *		failures, always counted and shown by authx.cache_status().
+ *		failures, always counted and shown by authx.cache_status().  The next
+ *		connection attempt waits, doubling up to AUTHX_RETRY_MAX_MS, so an
+ *		error that follows every connect (a missing ACL permission) cannot
+ *		spin.
  */
 static void
 failed(const char *err)
@@ -88,28 +96,56 @@ failed(const char *err)
 				(errmsg("authx redis writer: %s", err),
 				 errhint("Cache operations wait in the queue; see authx.cache_status().")));
 	logged_failure = true;
+	next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_ms);
+	retry_ms = Min(retry_ms * 2, AUTHX_RETRY_MAX_MS);
+}
+
+/*
+ * succeeded
+ *		A write went through: the outage, if any, is over.
+ */
+static void
+succeeded(void)
+{
+	if (logged_failure)
+		ereport(LOG, (errmsg("authx redis writer: writing to Redis again")));
+	logged_failure = false;
+	retry_ms = 100;
 }
 
 /*
  * resync
- *		Forget the queue and every key under the prefix.
+ *		Forget the queue and every key under the prefix (and under a previous
+ *		prefix), then count the queue up to here as done.
  */
 static bool
 resync(const char *prefix)
 {
 	char		err[256];
 	long		n;
+	long		old = 0;
+	uint64		pos;
 
-	(void) authx_cache_begin_resync();
+	pos = authx_cache_begin_resync();
+	if (old_prefix[0] != '\0' &&
+		(old = authx_redis_unlink_prefix(conn, old_prefix, err, sizeof(err))) < 0)
+	{
+		failed(err);
+		return false;
+	}
 	n = authx_redis_unlink_prefix(conn, prefix, err, sizeof(err));
 	if (n < 0)
 	{
 		failed(err);
 		return false;
 	}
+	old_prefix[0] = '\0';
+	authx_cache_end_resync(pos);
 	authx_stat_add(AUTHX_STAT_CACHE_RESYNCS, 1);
+	succeeded();
 	ereport(LOG,
-			(errmsg("authx redis writer: resynced the cache (%ld keys removed under \"%s\")", n, prefix)));
+			(errmsg("authx redis writer: resynced the cache (%ld keys removed under \"%s\")",
+					n + old, prefix)));
 	return true;
 }
 
@@ -136,6 +172,8 @@ drain(const char *prefix, AuthxCacheOp *batch)
 			return false;
 		}
 		authx_cache_advance(taken, tail, batch, n);
+		if (n > 0)
+			succeeded();
 		authx_stat_add(AUTHX_STAT_CACHE_SENT, n);
 		authx_stat_add(AUTHX_STAT_CACHE_BATCHES, 1);
 		if (authx_cache_overflowed() || ShutdownRequestPending)
@@ -155,8 +193,7 @@ authx_redis_writer_main(Datum main_arg)
 	char		prefix[128] = "";
 	char		run_id[48] = "";
 	bool		need_resync = true;		/* at start: ops may have been lost */
-	TimestampTz next_attempt = 0;
-	int			retry_ms = 100;
+	TimestampTz next_health = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -189,6 +226,12 @@ authx_redis_writer_main(Datum main_arg)
 		{
 			authx_redis_close(conn);
 			conn = NULL;
+			/* Same server, new prefix: the old keys must go as well. */
+			if (strcmp(url, authx_redis_url) == 0 && prefix[0] != '\0')
+				strlcpy(old_prefix, prefix, sizeof(old_prefix));
+			else
+				old_prefix[0] = '\0';
+			next_attempt = 0;
 			strlcpy(url, authx_redis_url, sizeof(url));
 			strlcpy(prefix, authx_redis_prefix, sizeof(prefix));
 			need_resync = true;
@@ -215,16 +258,28 @@ authx_redis_writer_main(Datum main_arg)
 					need_resync = true;
 				strlcpy(run_id, new_run_id, sizeof(run_id));
 				authx_cache_writer_state(true, run_id, NULL);
-				if (logged_failure)
-					ereport(LOG, (errmsg("authx redis writer: connected again")));
-				logged_failure = false;
-				retry_ms = 100;
+				next_health = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUTHX_HEALTH_MS);
 			}
-			if (conn == NULL)
+		}
+
+		/*
+		 * Even with nothing to write, look at Redis every second: a restart
+		 * from an old RDB file brings back entries we have since revoked.
+		 */
+		if (conn != NULL && GetCurrentTimestamp() >= next_health)
+		{
+			char		err[256];
+			char		new_run_id[48];
+
+			if (!authx_redis_run_id(conn, new_run_id, sizeof(new_run_id), err, sizeof(err)))
+				failed(err);
+			else if (strcmp(new_run_id, run_id) != 0)
 			{
-				next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_ms);
-				retry_ms = Min(retry_ms * 2, AUTHX_RETRY_MAX_MS);
+				need_resync = true;
+				strlcpy(run_id, new_run_id, sizeof(run_id));
+				authx_cache_writer_state(true, run_id, NULL);
 			}
+			next_health = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUTHX_HEALTH_MS);
 		}
 
 		if (conn != NULL)
@@ -238,6 +293,8 @@ authx_redis_writer_main(Datum main_arg)
 		}
 		if (url[0] != '\0' && conn == NULL)
 			wait_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_attempt), 10);
+		else if (conn != NULL)
+			wait_ms = Max(Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_health)), 1);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, PG_WAIT_EXTENSION);

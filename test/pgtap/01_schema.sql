@@ -6,7 +6,15 @@
 --   * functions_are / views_are / types_are / sequences_are on schema authx,
 --     so no stray object lives next to the extension's;
 --   * columns of authx.users, audit_log, sessions, lockouts and the views
---     stats and active_lockouts;
+--     stats and active_lockouts; sessions.version is bigint NOT NULL
+--     DEFAULT 1;
+--   * the triggers on authx tables, exactly, with their full definitions
+--     (users_status_revoke_sessions, sessions_version, sessions_cache);
+--     their functions: _sessions_version PL/pgSQL, _sessions_cache C,
+--     neither SECURITY DEFINER;
+--   * cache_sync(timeout interval DEFAULT 30 s) RETURNS void and
+--     cache_status() RETURNS jsonb: C, VOLATILE, PARALLEL RESTRICTED,
+--     cache_sync STRICT, neither SECURITY DEFINER;
 --   * the severity enum labels and their order; the partial unique email
 --     index; audit_log range-partitioned on "at" with a DEFAULT partition;
 --   * sessions: unique token_hash index under the name session_validate
@@ -24,7 +32,7 @@
 --     grants are exactly the documented ones;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(44);
+SELECT plan(49);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -49,7 +57,9 @@ SELECT set_eq(
         'function authx._require(anyelement,text)',
         'function authx._session_insert(uuid,inet,text,interval)',
         'function authx._session_token_hash(text)',
+        'function authx._sessions_cache()',
         'function authx._sessions_purge(timestamp with time zone)',
+        'function authx._sessions_version()',
         'function authx._setting_interval(text,interval)',
         'function authx._stats()',
         'function authx._token_new(text)',
@@ -58,6 +68,8 @@ SELECT set_eq(
         'function authx._user_status_revoke()',
         'function authx.audit(text,text,uuid,inet,jsonb,text)',
         'function authx.audit_flush(interval)',
+        'function authx.cache_status()',
+        'function authx.cache_sync(interval)',
         'function authx.login(text,text,inet,text)',
         'function authx.maintenance_run()',
         'function authx.password_set(uuid,text)',
@@ -104,9 +116,10 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
-    '_password_rehash', '_require', '_session_insert', '_session_token_hash', '_sessions_purge',
+    '_password_rehash', '_require', '_session_insert', '_session_token_hash', '_sessions_cache',
+    '_sessions_purge', '_sessions_version',
     '_setting_interval', '_stats', '_token_new', '_user_lock', '_user_set_status', '_user_status_revoke',
-    'audit', 'audit_flush', 'login', 'maintenance_run', 'password_set', 'password_verify',
+    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'login', 'maintenance_run', 'password_set', 'password_verify',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_unlock'
@@ -114,8 +127,8 @@ SELECT functions_are('authx', ARRAY[
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 40,
-          'schema authx has exactly 40 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 44,
+          'schema authx has exactly 44 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -151,8 +164,16 @@ SELECT columns_are('authx', 'users', ARRAY[
 ], 'authx.users columns (lockout state lives in authx.lockouts)');
 SELECT columns_are('authx', 'sessions', ARRAY[
     'id', 'token_hash', 'user_id', 'created_at', 'expires_at', 'idle_timeout',
-    'last_seen_at', 'ip', 'user_agent', 'last_ip', 'revoked_at', 'revoke_reason'
+    'last_seen_at', 'ip', 'user_agent', 'last_ip', 'revoked_at', 'revoke_reason', 'version'
 ], 'authx.sessions columns (no token column)');
+-- The Redis script orders a key's writes by it: NULL or another type would
+-- break the comparison, a default other than 1 the first entry's version.
+SELECT is((SELECT ROW(pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                      pg_catalog.pg_get_expr(d.adbin, d.adrelid))::text
+             FROM pg_catalog.pg_attribute a
+             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = 'authx.sessions'::regclass AND a.attname = 'version' AND NOT a.attisdropped),
+          '(bigint,t,1)', 'sessions.version is bigint NOT NULL DEFAULT 1');
 SELECT columns_are('authx', 'lockouts', ARRAY[
     'user_id', 'ip', 'failures', 'lock_count', 'window_start', 'locked_until', 'updated_at'
 ], 'authx.lockouts columns');
@@ -202,6 +223,52 @@ SELECT set_eq(
     ARRAY['authx.users', 'authx.audit_log_default', 'authx.audit_log_id_seq', 'authx.sessions', 'authx.lockouts'],
     'pg_dump keeps users, audit_log_default, the id sequence, sessions and lockouts (pg_extension_config_dump)'
 );
+
+-- ---------------------------------------------------------------- triggers
+-- Every user trigger on a table of schema authx, with its whole definition
+-- (timing, events, columns, WHEN, level, function).  Partitions inherit no
+-- triggers here; an extra or changed trigger is drift.
+SELECT set_eq(
+    $$SELECT t.tgrelid::regclass::text, t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid)
+        FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+       WHERE c.relnamespace = 'authx'::regnamespace AND NOT t.tgisinternal$$,
+    $$VALUES ('authx.users', 'users_status_revoke_sessions',
+              'CREATE TRIGGER users_status_revoke_sessions AFTER UPDATE OF status ON authx.users FOR EACH ROW '
+              'WHEN (((new.status = ANY (ARRAY[''disabled''::text, ''deleted''::text])) '
+              'AND (old.status IS DISTINCT FROM new.status))) EXECUTE FUNCTION authx._user_status_revoke()'),
+             ('authx.sessions', 'sessions_version',
+              'CREATE TRIGGER sessions_version BEFORE UPDATE ON authx.sessions FOR EACH ROW '
+              'EXECUTE FUNCTION authx._sessions_version()'),
+             ('authx.sessions', 'sessions_cache',
+              'CREATE TRIGGER sessions_cache AFTER INSERT OR DELETE OR UPDATE ON authx.sessions FOR EACH ROW '
+              'EXECUTE FUNCTION authx._sessions_cache()')$$,
+    'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache'
+);
+-- Enabled (origin and local), so they fire in every session.
+SELECT is_empty(
+    $$SELECT t.tgname::text FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+       WHERE c.relnamespace = 'authx'::regnamespace AND NOT t.tgisinternal AND t.tgenabled <> 'O'$$,
+    'every authx trigger is enabled'
+);
+
+-- Trigger and cache functions: language, SECURITY DEFINER, volatility,
+-- parallel safety, strictness, result type.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.oid IN ('authx._sessions_version()'::regprocedure, 'authx._sessions_cache()'::regprocedure,
+                       'authx.cache_sync(interval)'::regprocedure, 'authx.cache_status()'::regprocedure)$$,
+    $$VALUES ('authx._sessions_version()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx._sessions_cache()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx.cache_sync(interval)', 'c', false, 'v', 'r', true, 'void'),
+             ('authx.cache_status()', 'c', false, 'v', 'r', false, 'jsonb')$$,
+    'cache functions: _sessions_version plpgsql, _sessions_cache C, cache_sync STRICT void, '
+    'cache_status jsonb; none SECURITY DEFINER'
+);
+SELECT is(pg_catalog.pg_get_function_arguments('authx.cache_sync(interval)'::regprocedure),
+          'timeout interval DEFAULT ''00:00:30''::interval',
+          'cache_sync(timeout interval DEFAULT ''30 seconds'')');
 
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
@@ -329,6 +396,8 @@ SELECT set_eq(
              ('authx.audit_flush(interval)', 'authx_admin'),
              ('authx.maintenance_run()', 'authx_admin'),
              ('authx.user_unlock(uuid)', 'authx_admin'),
+             ('authx.cache_sync(interval)', 'authx_admin'),
+             ('authx.cache_status()', 'authx_admin'),
              ('authx._stats()', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones'
 );

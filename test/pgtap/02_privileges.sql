@@ -9,15 +9,20 @@
 --     audit_partitions, cannot call internal functions (_password_hash,
 --     _audit_tx, _partitions_maintain, _maintenance_run_at, _lockout_*,
 --     _token_new, _session_insert, ...), cannot change the SUSET password,
---     session and lockout settings — all 42501; can use its fourteen
---     functions, and user_get never exposes a password hash;
+--     session and lockout settings, cannot call cache_sync / cache_status
+--     nor the trigger functions _sessions_version / _sessions_cache, cannot
+--     read authx.redis_url (SHOW, current_setting) — all 42501 — nor turn
+--     the cache off for its session (SET authx.redis_url: 55P02); can use
+--     its fourteen functions, and user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
 --     included) and not the raw authx.lockouts; calls the admin functions
---     (maintenance_run() with the real clock, user_unlock), but still
---     cannot call internals (_maintenance_run_at with a fake clock
---     included) nor write to the audit trail, users or sessions;
+--     (maintenance_run() with the real clock, user_unlock, cache_sync,
+--     cache_status), but still cannot call internals (_maintenance_run_at
+--     with a fake clock included, the cache trigger functions) nor write to
+--     the audit trail, users or sessions, nor read authx.redis_url (it may
+--     hold a password); authx.redis_url is in no row of pg_settings;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
 --     non-NULL arguments, so a STRICT function cannot short-circuit).
@@ -29,7 +34,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(136);
+SELECT plan(152);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -94,6 +99,16 @@ SELECT throws_ok('SET authx.lockout_account_threshold = 0', '42501', NULL, 'app:
 SELECT throws_ok('SET authx.touch_interval = 0', '42501', NULL, 'app: cannot change authx.touch_interval');
 SELECT throws_ok($$SET authx.session_ttl = '10y'$$, '42501', NULL, 'app: cannot change authx.session_ttl');
 SELECT throws_ok('SET authx.max_sessions_per_user = 0', '42501', NULL, 'app: cannot change authx.max_sessions_per_user');
+-- The Redis cache.
+SELECT throws_ok($$SELECT authx.cache_sync('1 second')$$, '42501', NULL, 'app: cannot call cache_sync');
+SELECT throws_ok('SELECT authx.cache_status()', '42501', NULL, 'app: cannot call cache_status');
+SELECT throws_ok('SELECT authx._sessions_version()', '42501', NULL, 'app: cannot call _sessions_version');
+SELECT throws_ok('SELECT authx._sessions_cache()', '42501', NULL, 'app: cannot call _sessions_cache');
+SELECT throws_ok('SHOW authx.redis_url', '42501', NULL, 'app: cannot SHOW authx.redis_url');
+SELECT throws_ok($$SELECT current_setting('authx.redis_url')$$, '42501', NULL,
+                 'app: cannot read authx.redis_url with current_setting');
+SELECT throws_ok($$SET authx.redis_url = ''$$, '55P02', NULL,
+                 'app: cannot turn the cache off for its session (authx.redis_url is sighup: 55P02)');
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -155,6 +170,12 @@ SELECT throws_ok($$SELECT authx._maintenance_run_at(now() + interval '10 years')
                  'admin: cannot call _maintenance_run_at (a fake clock would drop the audit trail)');
 SELECT throws_ok(format('SELECT authx._lockout_clear(%L, NULL)', :'uid'), '42501', NULL, 'admin: cannot call _lockout_clear');
 SELECT lives_ok(format('SELECT authx.user_unlock(%L)', :'uid'), 'admin: user_unlock works');
+SELECT is(jsonb_typeof(authx.cache_status()), 'object', 'admin: cache_status works');
+SELECT lives_ok($$SELECT authx.cache_sync('30 seconds')$$, 'admin: cache_sync works');
+SELECT throws_ok('SELECT authx._sessions_cache()', '42501', NULL, 'admin: cannot call _sessions_cache');
+SELECT throws_ok('SHOW authx.redis_url', '42501', NULL, 'admin: cannot SHOW authx.redis_url');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_settings WHERE name = 'authx.redis_url')::int, 0,
+          'admin: authx.redis_url is not in pg_settings');
 SELECT is(authx.user_disable(:'uid'), true, 'admin: user_disable works');
 SELECT is(authx.user_enable(:'uid'), true, 'admin: user_enable works');
 SELECT is(authx.password_verify(:'uid', 'privs password 2'), true, 'admin inherits authx_app: password_verify works');
@@ -220,8 +241,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 40,
-          'a call was built for each of the 40 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 44,
+          'a call was built for each of the 44 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

@@ -27,7 +27,8 @@ of the test script, bound to 127.0.0.1 on a port reserved with
 C<PostgreSQL::Test::Cluster::get_free_port()> (so it never collides with a
 test cluster), with its working directory, log file and pid file in a
 temporary directory.  Persistence is off (C<--save '' --appendonly no>), so
-a restart always comes back empty.
+a restart comes back empty -- unless the test itself ran C<SAVE>: the next
+start then loads that dump.rdb (an old state; C<remove_rdb> forgets it).
 
 Every wait is bounded (C<timeout>, 30 s by default); failures croak with the
 tail of the server log.  A server still running when the object goes away,
@@ -217,6 +218,7 @@ sub start
 	}
 	$self->{pid}       = $pid;
 	$self->{logoffset} = $logoffset;
+	$self->{frozen}    = 0;
 
 	my $deadline = time() + $self->{timeout};
 	while (time() < $deadline)
@@ -447,6 +449,7 @@ sub stop
 	return 0 unless $self->is_running;
 	my $pid = $self->{pid};
 	kill 'TERM', $pid;
+	$self->thaw;
 	if (!$self->_wait_exit($self->{timeout}))
 	{
 		diag("redis '$self->{name}' (pid $pid) ignored SIGTERM, killing it");
@@ -471,6 +474,125 @@ sub restart
 	my $self = shift;
 	$self->stop;
 	return $self->start;
+}
+
+=pod
+
+=item $redis->freeze / $redis->thaw
+
+SIGSTOP / SIGCONT the server: it keeps its port and its connections but
+answers nothing (a hung Redis) until thawed.  C<stop> and the cleanup thaw
+a frozen server first.
+
+=cut
+
+sub freeze
+{
+	my $self = shift;
+	croak "redis '$self->{name}' is not running" unless $self->is_running;
+	kill 'STOP', $self->{pid};
+	$self->{frozen} = 1;
+	note("redis '$self->{name}' frozen (SIGSTOP)");
+	return 1;
+}
+
+sub thaw
+{
+	my $self = shift;
+	return 0 unless $self->{frozen};
+	kill 'CONT', $self->{pid} if defined $self->{pid};
+	$self->{frozen} = 0;
+	note("redis '$self->{name}' thawed (SIGCONT)");
+	return 1;
+}
+
+=pod
+
+=item $redis->pipeline([cmd, args...], [cmd, args...], ...)
+
+Send every command over one connection (after AUTH when a password is set)
+and return the list of decoded replies, in order (see C<command>).  Croaks
+when the server cannot be reached or a reply does not arrive in time.
+
+=cut
+
+sub pipeline
+{
+	my ($self, @cmds) = @_;
+	return () unless @cmds;
+	my $sock = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $self->{port},
+		Proto    => 'tcp',
+		Timeout  => 2);
+	croak "cannot connect to redis '$self->{name}': $!" unless $sock;
+	$sock->autoflush(1);
+	my @replies;
+	my $buf = '';
+	my $ok  = eval {
+		if (defined $self->{password})
+		{
+			print $sock _resp_encode('AUTH', $self->{password});
+			my $auth = _resp_read($sock, \$buf, time() + 2);
+			die "AUTH failed\n" if !defined $auth || $auth ne 'OK';
+		}
+		# In chunks, so neither side's socket buffer fills up.
+		for (my $i = 0; $i < @cmds; $i += 500)
+		{
+			my $last = $i + 499 < $#cmds ? $i + 499 : $#cmds;
+			print $sock join('', map { _resp_encode(@$_) } @cmds[ $i .. $last ]);
+			push @replies, _resp_read($sock, \$buf, time() + $self->{timeout})
+			  for $i .. $last;
+		}
+		1;
+	};
+	my $err = $@;
+	close($sock);
+	croak "redis '$self->{name}' pipeline failed: $err" unless $ok;
+	return @replies;
+}
+
+=pod
+
+=item $redis->scan_keys($pattern [, $db])
+
+Every key matching the glob pattern (SCAN, so a big data set is no
+problem), sorted; in database $db when given.
+
+=cut
+
+sub scan_keys
+{
+	my ($self, $pattern, $db) = @_;
+	my @keys;
+	my $cursor = 0;
+	do
+	{
+		my @r = $self->pipeline((defined $db ? ([ 'SELECT', $db ]) : ()),
+			[ 'SCAN', $cursor, 'MATCH', $pattern, 'COUNT', 1000 ]);
+		my $r = $r[-1];
+		croak "SCAN failed on redis '$self->{name}'" unless ref $r eq 'ARRAY';
+		$cursor = $r->[0];
+		push @keys, @{ $r->[1] };
+	} while ($cursor ne '0');
+	my %seen;
+	return sort grep { !$seen{$_}++ } @keys;
+}
+
+=pod
+
+=item $redis->remove_rdb
+
+Delete the RDB file in the server's directory, so that the next start
+comes back empty even after a C<SAVE>.
+
+=cut
+
+sub remove_rdb
+{
+	my $self = shift;
+	unlink "$self->{dir}/dump.rdb";
+	return;
 }
 
 =pod
