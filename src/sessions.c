@@ -83,6 +83,7 @@ typedef struct SessionRow
 
 static SessionSchema schema;
 static bool callback_registered = false;
+
 static SPIPlanPtr touch_plan = NULL;
 
 /*
@@ -170,7 +171,8 @@ index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Datum key, TupleTab
 	if (found)
 		slot_getallattrs(slot);
 	index_endscan(scan);
-	index_close(idx, AccessShareLock);
+	/* Locks stay until the end of the transaction, as for any query. */
+	index_close(idx, NoLock);
 	return found;
 }
 
@@ -224,7 +226,7 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(srel, AccessShareLock);
+	table_close(srel, NoLock);
 	return verdict;
 }
 
