@@ -54,6 +54,7 @@ typedef struct AuthxCacheShared
 	TimestampTz resync_began;	/* repopulations read before this are stale */
 	pid_t		writer_pid;
 	Latch	   *writer_latch;
+	bool		writer_sleeping;	/* set by the writer before it waits */
 	bool		connected;
 	char		run_id[48];
 	char		last_error[256];
@@ -180,9 +181,15 @@ cache_push(void)
 		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 		authx_stat_add(AUTHX_STAT_CACHE_QUEUED, npending);
 	}
-	/* Reading a pointer-sized field without the lock is fine for a wakeup. */
+	/*
+	 * Wake the writer only if it is waiting: a busy writer will see these
+	 * operations anyway, and a wakeup per commit costs context switches.
+	 * The writer sets writer_sleeping before it looks at the queue under
+	 * the same lock we pushed under, so it cannot miss us.
+	 */
+	pg_memory_barrier();
 	latch = cache->writer_latch;
-	if (latch)
+	if (latch && cache->writer_sleeping)
 		SetLatch(latch);
 }
 
@@ -762,6 +769,32 @@ authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops,
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	ConditionVariableBroadcast(&cache->cv);
+}
+
+/*
+ * authx_cache_writer_may_sleep
+ *		The writer announces it is about to wait; returns false (and takes the
+ *		announcement back) if operations arrived meanwhile.
+ */
+bool
+authx_cache_writer_may_sleep(void)
+{
+	bool		empty;
+
+	cache->writer_sleeping = true;
+	pg_memory_barrier();
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
+	empty = cache->head == cache->tail && !cache->overflow;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	if (!empty)
+		cache->writer_sleeping = false;
+	return empty;
+}
+
+void
+authx_cache_writer_awake(void)
+{
+	cache->writer_sleeping = false;
 }
 
 uint64

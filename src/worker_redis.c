@@ -37,6 +37,7 @@
 #define AUTHX_OUTAGE_RESYNC_MS	10000
 #define AUTHX_RETRY_MAX_MS		2000
 #define AUTHX_HEALTH_MS			1000
+#define AUTHX_GATHER_MS			2		/* after a wakeup, let commits pile up */
 
 static AuthxRedis *conn = NULL;
 static bool logged_failure = false;
@@ -296,9 +297,21 @@ authx_redis_writer_main(Datum main_arg)
 		else if (conn != NULL)
 			wait_ms = Max(Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_health)), 1);
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		/*
+		 * Sleep only with nothing to write (connected and caught up).  Woken
+		 * by a commit, wait AUTHX_GATHER_MS more so that a burst of commits
+		 * becomes one pipeline instead of a wakeup each.
+		 */
+		if (conn == NULL || need_resync || authx_cache_writer_may_sleep())
+		{
+			int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   wait_ms, PG_WAIT_EXTENSION);
+
+			authx_cache_writer_awake();
+			ResetLatch(MyLatch);
+			if ((rc & WL_LATCH_SET) && conn != NULL)
+				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, AUTHX_GATHER_MS, PG_WAIT_EXTENSION);
+		}
 	}
 
 	/* Final drain: what was committed before shutdown reaches Redis. */
