@@ -263,7 +263,7 @@ LANGUAGE sql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT authx._user_set_status(user_id, 'disabled', 'user.disabled') $$;
 COMMENT ON FUNCTION authx.user_disable(uuid) IS
-'Disables the account (no password check succeeds); returns false if it already was. Raises P0002 for a missing or deleted user.';
+'Disables the account (no password check or login succeeds) and revokes its sessions; returns false if it already was. Raises P0002 for a missing or deleted user.';
 
 CREATE FUNCTION authx.user_enable(user_id uuid)
 RETURNS boolean
@@ -279,4 +279,4 @@ LANGUAGE sql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT authx._user_set_status(user_id, 'deleted', 'user.deleted') $$;
 COMMENT ON FUNCTION authx.user_delete(uuid) IS
-'Soft-deletes the account: the row stays for the audit trail, its password hash is erased and its email can be registered again. Raises P0002 for a missing or already deleted user.';
+'Soft-deletes the account: the row stays for the audit trail, its password hash is erased, its sessions are revoked and its email can be registered again. Raises P0002 for a missing or already deleted user.';
