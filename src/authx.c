@@ -14,6 +14,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/timestamp.h"
 
 #include "authx.h"
@@ -21,6 +22,27 @@
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+/*
+ * register_worker
+ *		Register one of authx's background workers (while preloading).  The
+ *		name is also its backend_type in pg_stat_activity.
+ */
+static void
+register_worker(const char *name, const char *function, int flags, int restart_s)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = flags;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = restart_s;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&worker);
+}
 
 /*
  * _PG_init
@@ -47,8 +69,11 @@ _PG_init(void)
 		return;
 
 	authx_shmem_init();
-	authx_worker_register();
-	authx_cache_worker_register();
+	/* Both start after recovery; neither runs on a standby. */
+	register_worker("authx maintenance worker", "authx_maint_main",
+					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION, 5);
+	register_worker("authx redis writer", "authx_redis_writer_main",
+					BGWORKER_SHMEM_ACCESS, 1);
 }
 
 /*

@@ -221,7 +221,6 @@ extern bool authx_cache_writer_may_sleep(void);
 extern void authx_cache_writer_awake(void);
 extern void authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
 								   TimestampTz expires_at, TimestampTz idle_deadline);
-extern void authx_cache_worker_register(void);
 PGDLLEXPORT void authx_redis_writer_main(Datum main_arg);
 
 /* ----------------------------------------------------------------
@@ -238,7 +237,6 @@ extern void authx_lockout_load(void);
  */
 extern Size authx_audit_shmem_size(void);
 extern int	authx_audit_drain(void);
-extern void authx_worker_register(void);
 PGDLLEXPORT void authx_maint_main(Datum main_arg);
 
 /* Log redaction (redact.c) */

@@ -53,26 +53,6 @@ static const char *const step_names[NUM_STEPS] = {
 };
 
 /*
- * authx_worker_register
- *		Called from _PG_init while preloading.
- */
-void
-authx_worker_register(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authx");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authx_maint_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "authx maintenance worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "authx maintenance worker");
-	RegisterBackgroundWorker(&worker);
-}
-
-/*
  * worker_detach
  *		before_shmem_exit callback: unpublish pid and latch.
  */

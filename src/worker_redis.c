@@ -46,27 +46,6 @@ static TimestampTz next_attempt = 0;	/* no reconnect before this */
 static int	retry_ms = 100;
 static char old_prefix[128] = "";	/* a previous prefix still to clear */
 
-/*
- * authx_cache_worker_register
- *		Called from _PG_init while preloading; the worker idles while
- *		authx.redis_url is empty.
- */
-void
-authx_cache_worker_register(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authx");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authx_redis_writer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "authx redis writer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "authx redis writer");
-	RegisterBackgroundWorker(&worker);
-}
-
 static void
 writer_detach(int code, Datum arg)
 {
