@@ -152,9 +152,20 @@ bench_cache() {
     rport=$(free_port)
     redis_start "$rport" "$WORK/redis"
     say "cache: Redis on 127.0.0.1:$rport"
+    # Switching the cache on changes the URL, which makes the writer resync
+    # (UNLINK every key so far): wait for that to finish, so the "on" runs
+    # measure steady state, not the resync.
     set_url() {
+        local before i
+        before=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'cache_resyncs'")
         psql_ -c "ALTER SYSTEM SET authx.redis_url = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
         sleep 1
+        [ -z "$1" ] && return 0
+        for i in $(seq 300); do
+            [ "$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'cache_resyncs'")" -gt "$before" ] && break
+            sleep 0.1
+        done
+        psql_ -c "SELECT authx.cache_sync('60 s')" >/dev/null
     }
     # session_create with the cache off and on, interleaved.
     for _ in $(seq "$ROUNDS"); do

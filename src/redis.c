@@ -31,7 +31,8 @@
  * An older version is ignored; the same version only extends a live entry's
  * life (a validation refreshing a hot session), never a tombstone's.  A
  * tombstone keeps its version until the session's own expiry, so a late,
- * older write can never bring a revoked session back.
+ * older write can never bring a revoked session back.  DEL only when the
+ * kind of entry changes (HSET overwrites a live entry's three fields).
  */
 static const char *apply_lua =
 "local cur = redis.call('HGET', KEYS[1], 'v')\n"
@@ -46,10 +47,11 @@ static const char *apply_lua =
 "    return 0\n"
 "  end\n"
 "end\n"
-"redis.call('DEL', KEYS[1])\n"
 "if ARGV[1] == 's' then\n"
+"  if cur and redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then redis.call('DEL', KEYS[1]) end\n"
 "  redis.call('HSET', KEYS[1], 'user_id', ARGV[4], 'expires_at', ARGV[5], 'v', ARGV[2])\n"
 "else\n"
+"  if cur then redis.call('DEL', KEYS[1]) end\n"
 "  redis.call('HSET', KEYS[1], 'revoked', '1', 'v', ARGV[2])\n"
 "end\n"
 "redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
@@ -381,7 +383,8 @@ uuid_text(const pg_uuid_t *u, char *out)
 
 /*
  * append_op
- *		Queue one EVALSHA of the apply script in the pipeline.
+ *		Queue one EVALSHA of the apply script in the pipeline, arguments
+ *		passed as a vector (no format string to parse per operation).
  */
 static void
 append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
@@ -392,6 +395,9 @@ append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
 	char		expireat[24];
 	char		user[37];
 	char		expires[24];
+	const char *argv[9];
+	size_t		lens[9];
+	int			i;
 
 	hex(op->hash, AUTHX_HASH_LEN, hexhash);
 	snprintf(key, sizeof(key), "%ss:%s", prefix, hexhash);
@@ -399,8 +405,18 @@ append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
 	snprintf(expireat, sizeof(expireat), "%ld", (long) Max(timestamptz_to_time_t(op->expire_at), 1));
 	uuid_text(&op->user_id, user);
 	snprintf(expires, sizeof(expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
-	redisAppendCommand(r->ctx, "EVALSHA %s 1 %s %s %s %s %s %s", r->sha, key,
-					   op->kind == AUTHX_CACHE_SET ? "s" : "r", version, expireat, user, expires);
+	argv[0] = "EVALSHA";
+	argv[1] = r->sha;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = op->kind == AUTHX_CACHE_SET ? "s" : "r";
+	argv[5] = version;
+	argv[6] = expireat;
+	argv[7] = user;
+	argv[8] = expires;
+	for (i = 0; i < 9; i++)
+		lens[i] = strlen(argv[i]);
+	redisAppendCommandArgv(r->ctx, 9, argv, lens);
 }
 
 /*
