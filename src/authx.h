@@ -214,9 +214,8 @@ extern void authx_cache_writer_state(bool connected, const char *run_id, const c
 extern uint64 authx_cache_begin_resync(void);
 extern void authx_cache_end_resync(uint64 pos);
 extern bool authx_cache_overflowed(void);
-extern int	authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken);
+extern int	authx_cache_peek(AuthxCacheOp *out, int max, uint64 *start, uint64 *taken);
 extern void authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops, int n);
-extern uint64 authx_cache_tail(void);
 extern bool authx_cache_writer_may_sleep(void);
 extern void authx_cache_writer_awake(void);
 extern void authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,

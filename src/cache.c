@@ -708,21 +708,21 @@ authx_cache_overflowed(void)
 /*
  * authx_cache_peek
  *		Copy up to max queued operations, dropping (and counting) stale
- *		repopulations.  *taken says how many ring slots the copies cover,
- *		for authx_cache_advance.  Returns the number copied.
+ *		repopulations.  *start is the tail they were read from and *taken how
+ *		many ring slots the copies cover, both for authx_cache_advance.
+ *		Returns the number copied.
  */
 int
-authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken)
+authx_cache_peek(AuthxCacheOp *out, int max, uint64 *start, uint64 *taken)
 {
 	uint64		pos;
-	uint64		start;
 	uint64		head;
 	int			n = 0;
 	uint64		stale = 0;
 	TimestampTz resync_began;
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-	pos = start = cache->tail;
+	pos = *start = cache->tail;
 	head = cache->head;
 	resync_began = cache->resync_began;
 	while (pos < head && n < max)
@@ -736,7 +736,7 @@ authx_cache_peek(AuthxCacheOp *out, int max, uint64 *taken)
 		pos++;
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
-	*taken = pos - start;
+	*taken = pos - *start;
 	if (stale)
 		authx_stat_add(AUTHX_STAT_CACHE_DISCARDED, stale);
 	return n;
@@ -795,17 +795,6 @@ void
 authx_cache_writer_awake(void)
 {
 	cache->writer_sleeping = false;
-}
-
-uint64
-authx_cache_tail(void)
-{
-	uint64		tail;
-
-	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-	tail = cache->tail;
-	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
-	return tail;
 }
 
 /*

@@ -4,7 +4,8 @@
  *		The maintenance background worker.
  *
  * One instance per cluster, connected to authx.database.  Each turn of its
- * latch loop it drains the audit queue (audit.c) and, every
+ * latch loop it checks that the extension exists, drains the audit queue
+ * (audit.c), persists changed lockout counters and, every
  * authx.maintenance_naptime, calls authx.maintenance_run() — partitions are
  * managed in SQL, like pg_partman, so the worker stays thin.  Each unit of
  * work is its own transaction; a failure is logged once, counted, and
@@ -38,6 +39,7 @@
 /* What failed last, so a repeating failure is logged once. */
 typedef enum WorkerStep
 {
+	STEP_CHECK,
 	STEP_DRAIN,
 	STEP_LOCKOUTS,
 	STEP_MAINTAIN,
@@ -49,7 +51,7 @@ static bool step_failing[NUM_STEPS];
 /* Set when authx.database lacks the extension: look again every second. */
 static bool extension_missing = false;
 static const char *const step_names[NUM_STEPS] = {
-	"writing audit events", "persisting lockouts", "partition maintenance"
+	"looking for the extension", "writing audit events", "persisting lockouts", "partition maintenance"
 };
 
 /*
@@ -69,21 +71,24 @@ worker_detach(int code, Datum arg)
 }
 
 /*
- * extension_installed
- *		Inside a transaction: does authx.database have the extension yet?
+ * check_extension
+ *		Once per turn, in a transaction of its own: does authx.database have
+ *		the extension yet?  The other steps run only when it does.
  */
-static bool
-extension_installed(void)
+static void
+check_extension(void)
 {
-	bool		installed = OidIsValid(get_extension_oid("authx", true));
+	bool		installed;
 
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("authx", true));
+	CommitTransactionCommand();
 	if (!installed && !extension_missing)
 		ereport(LOG,
 				(errmsg("authx maintenance worker: extension authx is not installed in database \"%s\"",
 						authx_database),
 				 errhint("Run CREATE EXTENSION authx there; queued events wait until then.")));
 	extension_missing = !installed;
-	return installed;
 }
 
 /*
@@ -95,14 +100,8 @@ extension_installed(void)
 static void
 drain_all(void)
 {
-	bool		installed;
 	int			batches = 0;
 
-	StartTransactionCommand();
-	installed = extension_installed();
-	CommitTransactionCommand();
-	if (!installed)
-		return;
 	while (authx_audit_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
 		CHECK_FOR_INTERRUPTS();
 }
@@ -115,14 +114,8 @@ drain_all(void)
 static void
 lockouts(void)
 {
-	bool		installed;
 	int			n;
 
-	StartTransactionCommand();
-	installed = extension_installed();
-	CommitTransactionCommand();
-	if (!installed)
-		return;
 	if (!authx_shared->lockout_loaded)
 		authx_lockout_load();
 	n = authx_lockout_persist();
@@ -139,11 +132,6 @@ maintain(void)
 	int			rc;
 
 	StartTransactionCommand();
-	if (!extension_installed())
-	{
-		CommitTransactionCommand();
-		return;
-	}
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "SELECT authx.maintenance_run()");
@@ -258,13 +246,18 @@ authx_maint_main(Datum main_arg)
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
 
-		run_step(STEP_DRAIN, drain_all, loopcxt);
-		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+		run_step(STEP_CHECK, check_extension, loopcxt);
+		if (!extension_missing)
+		{
+			run_step(STEP_DRAIN, drain_all, loopcxt);
+			run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+		}
 
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
 		{
-			run_step(STEP_MAINTAIN, maintain, loopcxt);
+			if (!extension_missing)
+				run_step(STEP_MAINTAIN, maintain, loopcxt);
 			next_maintenance = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   extension_missing ? 1000 :
 														   (int64) authx_maintenance_naptime * 1000);
@@ -280,8 +273,12 @@ authx_maint_main(Datum main_arg)
 
 	/* Final flush: what was queued before shutdown reaches the table. */
 	MemoryContextSwitchTo(loopcxt);
-	run_step(STEP_DRAIN, drain_all, loopcxt);
-	run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+	run_step(STEP_CHECK, check_extension, loopcxt);
+	if (!extension_missing)
+	{
+		run_step(STEP_DRAIN, drain_all, loopcxt);
+		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+	}
 	ereport(LOG, (errmsg("authx maintenance worker shutting down")));
 
 	/* Exit code 1: restarted after bgw_restart_time unless the server stops. */

@@ -139,9 +139,9 @@ drain(const char *prefix, AuthxCacheOp *batch)
 {
 	for (;;)
 	{
-		uint64		tail = authx_cache_tail();
+		uint64		tail;
 		uint64		taken;
-		int			n = authx_cache_peek(batch, AUTHX_WRITER_BATCH, &taken);
+		int			n = authx_cache_peek(batch, AUTHX_WRITER_BATCH, &tail, &taken);
 		char		err[256];
 
 		if (taken == 0)
