@@ -13,6 +13,7 @@
 #ifndef AUTHX_H
 #define AUTHX_H
 
+#include "access/attnum.h"
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 #include "port/atomics.h"
@@ -52,6 +53,8 @@ extern int	authx_password_max_concurrent;
 extern int	authx_password_memlimit;
 extern int	authx_password_min_length;
 extern int	authx_password_opslimit;
+extern int	authx_apikey_usage_slots;
+extern int	authx_rate_limit_slots;
 
 extern void authx_guc_init(bool preloading);
 
@@ -90,6 +93,15 @@ typedef enum AuthxStat
 	AUTHX_STAT_CACHE_RESYNCS,
 	AUTHX_STAT_CACHE_DROPPED,
 	AUTHX_STAT_CACHE_DISCARDED,
+	AUTHX_STAT_APIKEY_VALID,
+	AUTHX_STAT_APIKEY_REJECTED,
+	AUTHX_STAT_APIKEY_MALFORMED,
+	AUTHX_STAT_APIKEY_TOUCHES,
+	AUTHX_STAT_APIKEY_USAGE_DROPPED,
+	AUTHX_STAT_APIKEY_USAGE_PERSISTED,
+	AUTHX_STAT_RATE_EVICTIONS,
+	AUTHX_STAT_RBAC_CACHE_HITS,
+	AUTHX_STAT_RBAC_CACHE_MISSES,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -107,6 +119,7 @@ typedef enum AuthxLock
 	AUTHX_LOCK_WORKER,			/* published worker pid and latch */
 	AUTHX_LOCK_LOCKOUT,			/* failed-login table (lockout.c) */
 	AUTHX_LOCK_CACHE,			/* Redis operation ring (cache.c) */
+	AUTHX_LOCK_USAGE,			/* API key usage counters (apikeys.c) */
 	AUTHX_NUM_LOCKS
 } AuthxLock;
 
@@ -141,6 +154,9 @@ typedef struct AuthxShared
 	/* Argon2 concurrency cap: slots in use, woken when one frees. */
 	pg_atomic_uint32 password_inflight;
 	ConditionVariable password_cv;
+
+	/* Bumped by every commit that changed roles or grants (rbac.c). */
+	pg_atomic_uint64 rbac_generation;
 
 	pg_atomic_uint64 stats[AUTHX_NUM_STATS];
 } AuthxShared;
@@ -177,6 +193,7 @@ extern void authx_crypto_init(void);
 #define AUTHX_SESSION_PREFIX	"axs_"
 
 extern void authx_token_generate(const char *prefix, char *out);
+extern void authx_random_bytes(void *buf, Size len);
 extern bool authx_token_wellformed(const char *prefix, const char *tok, Size len);
 extern void authx_sha256(const char *data, Size len, uint8 *out);
 extern bool authx_equal_ct(const void *a, const void *b, Size len);
@@ -185,21 +202,31 @@ extern bool authx_equal_ct(const void *a, const void *b, Size len);
  * Redis write-through cache (cache.c, redis.c, worker_redis.c)
  * ----------------------------------------------------------------
  */
-#define AUTHX_CACHE_SET		1	/* a valid session: user_id, expires_at */
-#define AUTHX_CACHE_REVOKE	2	/* a tombstone until the session's expiry */
+#define AUTHX_CACHE_SET		1	/* a live entry */
+#define AUTHX_CACHE_REVOKE	2	/* a tombstone: revoked, reject */
+#define AUTHX_CACHE_FORGET	3	/* a bare version: not cached, ask Postgres */
+
+#define AUTHX_CACHE_SESSION	's'
+#define AUTHX_CACHE_APIKEY	'k'
+
+/* Longest scope list (space-separated) a Redis key entry carries. */
+#define AUTHX_CACHE_SCOPES_LEN	96
 
 /* One cache operation, as queued by a backend and applied by the writer. */
 typedef struct AuthxCacheOp
 {
 	uint8		kind;
+	char		type;			/* AUTHX_CACHE_SESSION or AUTHX_CACHE_APIKEY */
 	bool		from_read;		/* repopulation by a validation, not a write */
 	uint8		hash[AUTHX_HASH_LEN];
 	pg_uuid_t	user_id;
-	int64		version;		/* the session row's version */
-	TimestampTz expires_at;		/* the session's absolute expiry */
+	pg_uuid_t	key_id;			/* API keys only */
+	int64		version;		/* the row's version */
+	TimestampTz expires_at;		/* the session's or key's expiry */
 	TimestampTz expire_at;		/* when the Redis key must disappear */
 	TimestampTz xact_start;		/* start of the transaction that queued it */
 	TimestampTz committed_at;	/* set at commit, for the writer's lag */
+	char		scopes[AUTHX_CACHE_SCOPES_LEN]; /* API keys: NUL-terminated */
 } AuthxCacheOp;
 
 extern Size authx_cache_shmem_size(void);
@@ -220,6 +247,9 @@ extern bool authx_cache_writer_may_sleep(void);
 extern void authx_cache_writer_awake(void);
 extern void authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
 								   TimestampTz expires_at, TimestampTz idle_deadline);
+extern void authx_cache_note_key(const uint8 *hash, const pg_uuid_t *key_id,
+								 const pg_uuid_t *user_id, int64 version, TimestampTz expires_at,
+								 TimestampTz bound, const char *scopes);
 PGDLLEXPORT void authx_redis_writer_main(Datum main_arg);
 
 /* ----------------------------------------------------------------
@@ -237,6 +267,50 @@ extern void authx_lockout_load(void);
 extern Size authx_audit_shmem_size(void);
 extern int	authx_audit_drain(void);
 PGDLLEXPORT void authx_maint_main(Datum main_arg);
+
+/* ----------------------------------------------------------------
+ * Shared helpers of the hot paths (sessions.c)
+ * ----------------------------------------------------------------
+ */
+extern Oid	authx_need_relid(const char *name, Oid nsp);
+extern AttrNumber authx_need_attnum(Oid relid, const char *name);
+struct RelationData;
+struct TupleTableSlot;
+extern bool authx_index_fetch(struct RelationData *rel, Oid indexoid, RegProcedure eqproc,
+							  Oid collation, Datum key, struct TupleTableSlot *slot);
+extern bool authx_owner_subxact(Oid owner, void (*fn) (void *), void *arg);
+
+/* ----------------------------------------------------------------
+ * Rate limits (ratelimit.c)
+ * ----------------------------------------------------------------
+ */
+#define AUTHX_RATE_SUBJECT_LEN	16
+#define AUTHX_RATE_NS_APIKEY	1
+
+typedef struct AuthxRateResult
+{
+	bool		allowed;
+	bool		evicted;		/* a live bucket was reused for this one */
+	int64		limit;
+	int64		remaining;		/* allowance left after this request */
+	int64		reset_after_us; /* until the bucket is full again */
+	int64		retry_after_us; /* when denied: until it would pass; -1 never */
+} AuthxRateResult;
+
+extern Size authx_rate_shmem_size(void);
+extern void authx_rate_shmem_startup(char *base, bool found);
+extern void authx_rate_consume(uint8 ns, const uint8 *subject, int64 max, int64 per_us, int64 cost,
+							   bool peek, TimestampTz now, AuthxRateResult *out);
+
+/* ----------------------------------------------------------------
+ * API keys and permissions (apikeys.c, rbac.c)
+ * ----------------------------------------------------------------
+ */
+extern Size authx_apikey_shmem_size(void);
+extern void authx_apikey_shmem_startup(char *base, bool found);
+extern int	authx_apikey_usage_persist(void);
+extern bool authx_permission_split(const char *s, int len, int *colon);
+extern bool authx_permission_covers(const char *g, int glen, const char *w, int wlen, int wcolon);
 
 /* Log redaction (redact.c) */
 extern void authx_redact_init(void);

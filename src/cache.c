@@ -25,12 +25,15 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -321,40 +324,83 @@ set_expire_at(TimestampTz expires_at, TimestampTz idle_deadline)
 }
 
 /*
+ * note_read
+ *		Queue a repopulation, at most once per half authx.cache_ttl per
+ *		backend for the same key and version (and again after every
+ *		resync), so a hot session or key costs Redis nothing.
+ */
+static void
+note_read(AuthxCacheOp *op)
+{
+	uint64		key;
+	MemoEntry  *m;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		epoch = cache->epoch;
+
+	memcpy(&key, op->hash, sizeof(key));
+	m = &memo[key % AUTHX_MEMO_SIZE];
+	if (m->key == key && m->version == op->version && m->epoch == epoch &&
+		now - m->at < (int64) authx_cache_ttl * USECS_PER_SEC / 2)
+		return;
+	op->kind = AUTHX_CACHE_SET;
+	op->from_read = true;
+	pending_add(op);
+	m->key = key;
+	m->version = op->version;
+	m->epoch = epoch;
+	m->at = now;
+}
+
+/*
  * authx_cache_note_valid
- *		session_validate found a valid session: repopulate its entry, at most
- *		once per half authx.cache_ttl per backend for the same version (and
- *		again after every resync), so a hot session costs Redis nothing.
+ *		session_validate found a valid session: repopulate its entry.
  */
 void
 authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
 					   TimestampTz expires_at, TimestampTz idle_deadline)
 {
 	AuthxCacheOp op;
-	uint64		key;
-	MemoEntry  *m;
-	TimestampTz now = GetCurrentTimestamp();
-	uint64		epoch = cache->epoch;
-
-	memcpy(&key, hash, sizeof(key));
-	m = &memo[key % AUTHX_MEMO_SIZE];
-	if (m->key == key && m->version == version && m->epoch == epoch &&
-		now - m->at < (int64) authx_cache_ttl * USECS_PER_SEC / 2)
-		return;
 
 	memset(&op, 0, sizeof(op));
-	op.kind = AUTHX_CACHE_SET;
-	op.from_read = true;
+	op.type = AUTHX_CACHE_SESSION;
 	memcpy(op.hash, hash, AUTHX_HASH_LEN);
 	op.user_id = *user_id;
 	op.version = version;
 	op.expires_at = expires_at;
 	op.expire_at = set_expire_at(expires_at, idle_deadline);
-	pending_add(&op);
-	m->key = key;
-	m->version = version;
-	m->epoch = epoch;
-	m->at = now;
+	note_read(&op);
+}
+
+/*
+ * authx_cache_note_key
+ *		apikey_verify found a cacheable key valid: repopulate its entry, to
+ *		disappear by bound (a rotated-out secret's grace) at the latest.
+ *
+ *		The entry also ends within authx.cache_ttl of the snapshot the
+ *		answer was read with (bounded below by the statement's, or in
+ *		REPEATABLE READ the transaction's, start): a caller holding an old
+ *		snapshot cannot make an entry that outlives the tombstone of a
+ *		revocation it did not see (key tombstones live twice cache_ttl).
+ */
+void
+authx_cache_note_key(const uint8 *hash, const pg_uuid_t *key_id, const pg_uuid_t *user_id,
+					 int64 version, TimestampTz expires_at, TimestampTz bound, const char *scopes)
+{
+	AuthxCacheOp op;
+	TimestampTz read_at = IsolationUsesXactSnapshot()
+		? GetCurrentTransactionStartTimestamp() : GetCurrentStatementStartTimestamp();
+
+	memset(&op, 0, sizeof(op));
+	op.type = AUTHX_CACHE_APIKEY;
+	memcpy(op.hash, hash, AUTHX_HASH_LEN);
+	op.key_id = *key_id;
+	op.user_id = *user_id;
+	op.version = version;
+	op.expires_at = expires_at;
+	op.expire_at = Min(set_expire_at(expires_at, bound),
+					   TimestampTzPlusMilliseconds(read_at, (int64) authx_cache_ttl * 1000));
+	strlcpy(op.scopes, scopes, sizeof(op.scopes));
+	note_read(&op);
 }
 
 /* ----------------------------------------------------------------
@@ -368,7 +414,7 @@ attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
 	int			att = SPI_fnumber(desc, name);
 
 	if (att <= 0)
-		elog(ERROR, "authx: sessions has no column \"%s\"", name);
+		elog(ERROR, "authx: column \"%s\" is missing", name);
 	return heap_getattr(tup, att, desc, isnull);
 }
 
@@ -405,6 +451,7 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 
 	memset(&op, 0, sizeof(op));
+	op.type = AUTHX_CACHE_SESSION;
 	hash = DatumGetByteaPP(attr(tup, desc, "token_hash", &isnull));
 	if (isnull || VARSIZE_ANY_EXHDR(hash) != AUTHX_HASH_LEN)
 		return PointerGetDatum(NULL);
@@ -436,6 +483,150 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);
 	}
 	pending_add(&op);
+	return PointerGetDatum(NULL);
+}
+
+/* ----------------------------------------------------------------
+ * Triggers on authx.api_keys
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * key_hash_op
+ *		Queue the state of one of a key's hashes (the current secret's, or the
+ *		rotated-out one's, whose entry ends with its grace at bound).
+ */
+static void
+key_hash_op(AuthxCacheOp *base, Datum hashd, bool revoked, bool live, bool cacheable,
+			TimestampTz bound, TimestampTz now)
+{
+	bytea	   *hash = DatumGetByteaPP(hashd);
+	AuthxCacheOp op = *base;
+	TimestampTz ttl_end = TimestampTzPlusMilliseconds(now, (int64) authx_cache_ttl * 1000);
+
+	if (VARSIZE_ANY_EXHDR(hash) != AUTHX_HASH_LEN)
+		return;
+	memcpy(op.hash, VARDATA_ANY(hash), AUTHX_HASH_LEN);
+	if (revoked || bound <= now)
+	{
+		/* Twice the longest life of any entry: see authx_cache_note_key. */
+		op.kind = AUTHX_CACHE_REVOKE;
+		op.expire_at = Min(op.expires_at, TimestampTzPlusMilliseconds(ttl_end, (int64) authx_cache_ttl * 1000));
+	}
+	else if (op.expires_at <= now)
+		return;					/* Redis has let it go already */
+	else if (live && cacheable)
+	{
+		op.kind = AUTHX_CACHE_SET;
+		op.expire_at = set_expire_at(op.expires_at, bound);
+	}
+	else
+	{
+		/* Valid or not, the gateway must ask Postgres. */
+		op.kind = AUTHX_CACHE_FORGET;
+		op.expire_at = Min(op.expires_at, ttl_end);
+	}
+	pending_add(&op);
+}
+
+PG_FUNCTION_INFO_V1(authx_api_keys_cache);
+
+/*
+ * authx._api_keys_cache() — AFTER INSERT OR UPDATE OR DELETE on
+ * authx.api_keys, FOR EACH ROW.  Queues the state of each of the row's
+ * hashes: a live entry for a key a gateway may accept alone (no use counter,
+ * no rate limit, scopes that fit), a tombstone for a revoked or deleted one
+ * (and for a rotated-out secret whose grace is over), and otherwise a bare
+ * version that sends gateways to Postgres.
+ */
+Datum
+authx_api_keys_cache(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	AuthxCacheOp op;
+	bool		isnull;
+	bool		deleted;
+	bool		revoked;
+	bool		live;
+	bool		cacheable;
+	bool		prev_null;
+	Datum		d;
+	Datum		prev;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz prev_until;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("authx._api_keys_cache() must be called as an AFTER ROW trigger")));
+	if (!authx_cache_enabled())
+		return PointerGetDatum(NULL);
+
+	desc = RelationGetDescr(td->tg_relation);
+	deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+
+	memset(&op, 0, sizeof(op));
+	op.type = AUTHX_CACHE_APIKEY;
+	op.key_id = *DatumGetUUIDP(attr(tup, desc, "id", &isnull));
+	op.user_id = *DatumGetUUIDP(attr(tup, desc, "user_id", &isnull));
+	/* A deleted row's next version is the tombstone's. */
+	op.version = DatumGetInt64(attr(tup, desc, "version", &isnull)) + (deleted ? 1 : 0);
+	d = attr(tup, desc, "expires_at", &isnull);
+	op.expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	(void) attr(tup, desc, "revoked_at", &isnull);
+	revoked = deleted || !isnull;
+	live = !revoked && !DatumGetBool(attr(tup, desc, "owner_disabled", &isnull));
+	(void) attr(tup, desc, "remaining", &isnull);
+	cacheable = isnull;
+	(void) attr(tup, desc, "rate_limit", &isnull);
+	cacheable = cacheable && isnull;
+	if (cacheable)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(attr(tup, desc, "scopes", &isnull));
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int			i;
+		Size		used = 0;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (i = 0; i < n && cacheable; i++)
+		{
+			text	   *t = DatumGetTextPP(elems[i]);
+			Size		len = VARSIZE_ANY_EXHDR(t);
+
+			cacheable = !nulls[i] && used + len + (used ? 1 : 0) + 1 <= sizeof(op.scopes);
+			if (!cacheable)
+				break;
+			if (used)
+				op.scopes[used++] = ' ';
+			memcpy(op.scopes + used, VARDATA_ANY(t), len);
+			used += len;
+		}
+		if (!cacheable)
+			memset(op.scopes, 0, sizeof(op.scopes));
+	}
+
+	key_hash_op(&op, attr(tup, desc, "key_hash", &isnull), revoked, live, cacheable, DT_NOEND, now);
+	prev = attr(tup, desc, "prev_hash", &prev_null);
+	if (!prev_null)
+	{
+		d = attr(tup, desc, "prev_until", &isnull);
+		prev_until = isnull ? now : DatumGetTimestampTz(d);
+		key_hash_op(&op, prev, revoked, live, cacheable, prev_until, now);
+	}
+	/* A secret two rotations old is gone from the row: bury it. */
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		Datum		older = attr(td->tg_trigtuple, desc, "prev_hash", &isnull);
+
+		if (!isnull && (prev_null || !datumIsEqual(older, prev, false, -1)))
+			key_hash_op(&op, older, true, false, false, DT_NOEND, now);
+	}
 	return PointerGetDatum(NULL);
 }
 

@@ -350,6 +350,16 @@ authx_token_generate(const char *prefix, char *out)
 }
 
 /*
+ * authx_random_bytes
+ *		Fill buf with len bytes from the operating system's CSPRNG.
+ */
+void
+authx_random_bytes(void *buf, Size len)
+{
+	randombytes_buf(buf, len);
+}
+
+/*
  * authx_token_wellformed
  *		Right length, right prefix, base64url body.  Cheap; used to answer
  *		garbage without touching an index.

@@ -16,6 +16,7 @@
 #include "authx.h"
 #include "redis.h"
 
+int			authx_apikey_usage_slots = 8192;
 int			authx_audit_premake = 3;
 int			authx_audit_queue_size = 1024;
 int			authx_audit_retention = 90;
@@ -34,6 +35,7 @@ int			authx_password_max_concurrent = 0;
 int			authx_password_memlimit = 19456;
 int			authx_password_min_length = 8;
 int			authx_password_opslimit = 2;
+int			authx_rate_limit_slots = 65536;
 char	   *authx_redis_prefix = NULL;
 int			authx_redis_timeout_ms = 200;
 char	   *authx_redis_url = NULL;
@@ -90,6 +92,20 @@ check_redis_url(char **newval, void **extra, GucSource source)
 void
 authx_guc_init(bool preloading)
 {
+	if (preloading)
+		DefineCustomIntVariable("authx.apikey_usage_slots",
+								gettext_noop("Shared-memory entries for API key usage counters."),
+								gettext_noop("One per key and hour with verifications not yet persisted by "
+											 "the maintenance worker; when full, counts are dropped and "
+											 "counted in authx.stats (128-4M)."),
+								&authx_apikey_usage_slots,
+								8192,
+								128,
+								4 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 	DefineCustomIntVariable("authx.audit_premake",
 							gettext_noop("Days of audit_log partitions created ahead of time."),
 							gettext_noop("The maintenance worker keeps this many future daily partitions (0-365)."),
@@ -300,6 +316,19 @@ authx_guc_init(bool preloading)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	if (preloading)
+		DefineCustomIntVariable("authx.rate_limit_slots",
+								gettext_noop("Shared-memory entries for rate-limit buckets."),
+								gettext_noop("One per subject whose bucket is not full; when a probe window "
+											 "is full, the bucket closest to full is reused (1024-16M)."),
+								&authx_rate_limit_slots,
+								65536,
+								1024,
+								16 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 
 	DefineCustomStringVariable("authx.redis_prefix",
 							   gettext_noop("Prefix of every Redis key authx writes."),

@@ -26,33 +26,37 @@
 /*
  * Applies one operation if it is newer than what the key holds.
  *   KEYS[1]  the key
- *   ARGV     kind ("s" set / "r" revoke), version, expireat (unix s),
- *            user_id, expires_at (unix s)
+ *   ARGV     kind ("s" set / "r" revoke / "f" forget), version, expireat
+ *            (unix s), then the entry's field/value pairs (set only)
  * An older version is ignored; the same version only extends a live entry's
- * life (a validation refreshing a hot session), never a tombstone's.  A
- * tombstone keeps its version until the session's own expiry, so a late,
- * older write can never bring a revoked session back.  DEL only when the
- * kind of entry changes (HSET overwrites a live entry's three fields).
+ * life (a validation refreshing a hot session), never a tombstone's or a
+ * bare version's.  A tombstone keeps its version until it expires, so a
+ * late, older write can never bring a revoked session or key back.  A live
+ * entry is one with a user_id; a forget leaves only the version, which
+ * gateways read as "ask Postgres".  DEL only when the kind of entry changes
+ * (HSET overwrites a live entry's fields, which are the same every time).
  */
 static const char *apply_lua =
 "local cur = redis.call('HGET', KEYS[1], 'v')\n"
 "if cur then\n"
 "  local c, n = tonumber(cur), tonumber(ARGV[2])\n"
 "  if c > n then return 0 end\n"
+"  local live = redis.call('HEXISTS', KEYS[1], 'user_id') == 1\n"
 "  if c == n then\n"
-"    if ARGV[1] == 's' and redis.call('HEXISTS', KEYS[1], 'revoked') == 0 then\n"
+"    if ARGV[1] == 's' and live then\n"
 "      redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
 "      return 2\n"
 "    end\n"
 "    return 0\n"
 "  end\n"
+"  if ARGV[1] ~= 's' or not live then redis.call('DEL', KEYS[1]) end\n"
 "end\n"
 "if ARGV[1] == 's' then\n"
-"  if cur and redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then redis.call('DEL', KEYS[1]) end\n"
-"  redis.call('HSET', KEYS[1], 'user_id', ARGV[4], 'expires_at', ARGV[5], 'v', ARGV[2])\n"
-"else\n"
-"  if cur then redis.call('DEL', KEYS[1]) end\n"
+"  redis.call('HSET', KEYS[1], 'v', ARGV[2], unpack(ARGV, 4))\n"
+"elseif ARGV[1] == 'r' then\n"
 "  redis.call('HSET', KEYS[1], 'revoked', '1', 'v', ARGV[2])\n"
+"else\n"
+"  redis.call('HSET', KEYS[1], 'v', ARGV[2])\n"
 "end\n"
 "redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
 "return 1\n";
@@ -385,6 +389,8 @@ uuid_text(const pg_uuid_t *u, char *out)
  * append_op
  *		Queue one EVALSHA of the apply script in the pipeline, arguments
  *		passed as a vector (no format string to parse per operation).
+ *		Sessions carry user_id and expires_at; API keys key_id, user_id,
+ *		scopes (space-separated) and expires_at (0: never).
  */
 static void
 append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
@@ -394,29 +400,47 @@ append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
 	char		version[24];
 	char		expireat[24];
 	char		user[37];
+	char		keyid[37];
 	char		expires[24];
-	const char *argv[9];
-	size_t		lens[9];
+	const char *argv[16];
+	size_t		lens[16];
+	int			argc = 0;
 	int			i;
 
 	hex(op->hash, AUTHX_HASH_LEN, hexhash);
-	snprintf(key, sizeof(key), "%ss:%s", prefix, hexhash);
+	snprintf(key, sizeof(key), "%s%c:%s", prefix, op->type, hexhash);
 	snprintf(version, sizeof(version), INT64_FORMAT, op->version);
 	snprintf(expireat, sizeof(expireat), "%ld", (long) Max(timestamptz_to_time_t(op->expire_at), 1));
-	uuid_text(&op->user_id, user);
-	snprintf(expires, sizeof(expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
-	argv[0] = "EVALSHA";
-	argv[1] = r->sha;
-	argv[2] = "1";
-	argv[3] = key;
-	argv[4] = op->kind == AUTHX_CACHE_SET ? "s" : "r";
-	argv[5] = version;
-	argv[6] = expireat;
-	argv[7] = user;
-	argv[8] = expires;
-	for (i = 0; i < 9; i++)
+	argv[argc++] = "EVALSHA";
+	argv[argc++] = r->sha;
+	argv[argc++] = "1";
+	argv[argc++] = key;
+	argv[argc++] = op->kind == AUTHX_CACHE_SET ? "s" : op->kind == AUTHX_CACHE_REVOKE ? "r" : "f";
+	argv[argc++] = version;
+	argv[argc++] = expireat;
+	if (op->kind == AUTHX_CACHE_SET)
+	{
+		uuid_text(&op->user_id, user);
+		if (op->expires_at == DT_NOEND)
+			strlcpy(expires, "0", sizeof(expires));
+		else
+			snprintf(expires, sizeof(expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
+		if (op->type == AUTHX_CACHE_APIKEY)
+		{
+			uuid_text(&op->key_id, keyid);
+			argv[argc++] = "key_id";
+			argv[argc++] = keyid;
+			argv[argc++] = "scopes";
+			argv[argc++] = op->scopes;
+		}
+		argv[argc++] = "user_id";
+		argv[argc++] = user;
+		argv[argc++] = "expires_at";
+		argv[argc++] = expires;
+	}
+	for (i = 0; i < argc; i++)
 		lens[i] = strlen(argv[i]);
-	redisAppendCommandArgv(r->ctx, 9, argv, lens);
+	redisAppendCommandArgv(r->ctx, argc, argv, lens);
 }
 
 /*

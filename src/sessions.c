@@ -98,8 +98,8 @@ schema_invalidate(Datum arg, Oid relid)
 		schema.valid = false;
 }
 
-static Oid
-need_relid(const char *name, Oid nsp)
+Oid
+authx_need_relid(const char *name, Oid nsp)
 {
 	Oid			relid = get_relname_relid(name, nsp);
 
@@ -111,8 +111,8 @@ need_relid(const char *name, Oid nsp)
 	return relid;
 }
 
-static AttrNumber
-need_attnum(Oid relid, const char *name)
+AttrNumber
+authx_need_attnum(Oid relid, const char *name)
 {
 	AttrNumber	att = get_attnum(relid, name);
 
@@ -138,33 +138,35 @@ schema_ensure(void)
 		callback_registered = true;
 	}
 	nsp = get_namespace_oid("authx", false);
-	schema.sessions = need_relid("sessions", nsp);
-	schema.sessions_token_idx = need_relid("sessions_token_hash_key", nsp);
-	schema.s_id = need_attnum(schema.sessions, "id");
-	schema.s_token_hash = need_attnum(schema.sessions, "token_hash");
-	schema.s_user_id = need_attnum(schema.sessions, "user_id");
-	schema.s_expires_at = need_attnum(schema.sessions, "expires_at");
-	schema.s_idle_timeout = need_attnum(schema.sessions, "idle_timeout");
-	schema.s_last_seen_at = need_attnum(schema.sessions, "last_seen_at");
-	schema.s_revoked_at = need_attnum(schema.sessions, "revoked_at");
-	schema.s_version = need_attnum(schema.sessions, "version");
+	schema.sessions = authx_need_relid("sessions", nsp);
+	schema.sessions_token_idx = authx_need_relid("sessions_token_hash_key", nsp);
+	schema.s_id = authx_need_attnum(schema.sessions, "id");
+	schema.s_token_hash = authx_need_attnum(schema.sessions, "token_hash");
+	schema.s_user_id = authx_need_attnum(schema.sessions, "user_id");
+	schema.s_expires_at = authx_need_attnum(schema.sessions, "expires_at");
+	schema.s_idle_timeout = authx_need_attnum(schema.sessions, "idle_timeout");
+	schema.s_last_seen_at = authx_need_attnum(schema.sessions, "last_seen_at");
+	schema.s_revoked_at = authx_need_attnum(schema.sessions, "revoked_at");
+	schema.s_version = authx_need_attnum(schema.sessions, "version");
 	schema.valid = true;
 }
 
 /*
- * index_fetch
- *		Fetch the one row whose indexed (single) column equals key, into slot,
- *		with all attributes deformed.  Uses the active snapshot.
+ * authx_index_fetch
+ *		Fetch the one row whose indexed (single) column equals key under
+ *		collation, into slot, with all attributes deformed.  Uses the active
+ *		snapshot.
  */
-static bool
-index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Datum key, TupleTableSlot *slot)
+bool
+authx_index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Oid collation, Datum key,
+				  TupleTableSlot *slot)
 {
 	Relation	idx = index_open(indexoid, AccessShareLock);
 	ScanKeyData skey;
 	IndexScanDesc scan;
 	bool		found;
 
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, key);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid, collation, eqproc, key);
 	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
@@ -199,7 +201,7 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 	srel = table_open(schema.sessions, AccessShareLock);
 	*owner = srel->rd_rel->relowner;
 	slot = table_slot_create(srel, NULL);
-	if (!index_fetch(srel, schema.sessions_token_idx, F_BYTEAEQ, PointerGetDatum(key), slot))
+	if (!authx_index_fetch(srel, schema.sessions_token_idx, F_BYTEAEQ, InvalidOid, PointerGetDatum(key), slot))
 		verdict = AUTHX_SESSION_UNKNOWN;
 	else
 	{
@@ -268,27 +270,25 @@ touch_sql(SessionRow *row, TimestampTz now, Datum ip, bool ip_null)
 }
 
 /*
- * session_touch
- *		Move last_seen_at to now (and remember the client address), as the
- *		owner of the table, skipping a row another transaction holds.
- *
- *		Skipped in read-only transactions and on standbys: the idle deadline
- *		then slides later, never earlier.  Runs in a subtransaction so that a
- *		concurrency failure (a REPEATABLE READ caller whose snapshot predates
- *		another touch gets 40001) is swallowed: validation never raises for
- *		it.  Anything else (a cancel, say) is re-thrown after the
- *		subtransaction is rolled back.
+ * authx_owner_subxact
+ *		Run fn(arg) as owner, in a subtransaction, for a write the caller
+ *		may skip: a concurrency failure (a REPEATABLE READ caller whose
+ *		snapshot predates another write gets 40001; a deadlock; a lock not
+ *		available) is swallowed and false returned.  Anything else (a
+ *		cancel, say) is re-thrown after the subtransaction is rolled back.
+ *		Skipped (false) in read-only transactions and on standbys.
  */
-static void
-session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owner)
+bool
+authx_owner_subxact(Oid owner, void (*fn) (void *), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
+	volatile bool done = false;
 
 	if (XactReadOnly || RecoveryInProgress())
-		return;
+		return false;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
@@ -298,12 +298,12 @@ session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owne
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		touch_sql(row, now, ip, ip_null);
+		fn(arg);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		authx_stat_add(AUTHX_STAT_SESSION_TOUCHES, 1);
+		done = true;
 	}
 	PG_CATCH();
 	{
@@ -324,10 +324,44 @@ session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owne
 			edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 			ReThrowError(edata);
 		ereport(DEBUG1,
-				(errmsg_internal("authx: session touch skipped: %s", edata->message)));
+				(errmsg_internal("authx: touch skipped: %s", edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	return done;
+}
+
+/* What session_touch hands to touch_sql through authx_owner_subxact. */
+typedef struct TouchArgs
+{
+	SessionRow *row;
+	TimestampTz now;
+	Datum		ip;
+	bool		ip_null;
+} TouchArgs;
+
+static void
+touch_cb(void *arg)
+{
+	TouchArgs  *a = (TouchArgs *) arg;
+
+	touch_sql(a->row, a->now, a->ip, a->ip_null);
+}
+
+/*
+ * session_touch
+ *		Move last_seen_at to now (and remember the client address), as the
+ *		owner of the table, skipping a row another transaction holds.  In a
+ *		read-only transaction or on a standby nothing is written: the idle
+ *		deadline then slides later, never earlier.
+ */
+static void
+session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owner)
+{
+	TouchArgs	a = {row, now, ip, ip_null};
+
+	if (authx_owner_subxact(owner, touch_cb, &a))
+		authx_stat_add(AUTHX_STAT_SESSION_TOUCHES, 1);
 }
 
 /*

@@ -51,6 +51,15 @@ const char *const authx_stat_names[] = {
 	"cache_resyncs",
 	"cache_dropped",
 	"cache_discarded",
+	"apikey_valid",
+	"apikey_rejected",
+	"apikey_malformed",
+	"apikey_touches",
+	"apikey_usage_dropped",
+	"apikey_usage_persisted",
+	"rate_limit_evictions",
+	"rbac_cache_hits",
+	"rbac_cache_misses",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -58,14 +67,20 @@ StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
 
 /*
  * authx_shmem_size
- *		Bytes needed: the fixed struct plus the audit ring.
+ *		Bytes needed: the fixed struct, then each module's area in the order
+ *		authx_shmem_startup carves them.
  */
 static Size
 authx_shmem_size(void)
 {
-	return add_size(add_size(add_size(MAXALIGN(sizeof(AuthxShared)), authx_audit_shmem_size()),
-							 authx_lockout_shmem_size()),
-					authx_cache_shmem_size());
+	Size		size = MAXALIGN(sizeof(AuthxShared));
+
+	size = add_size(size, authx_audit_shmem_size());
+	size = add_size(size, authx_lockout_shmem_size());
+	size = add_size(size, authx_cache_shmem_size());
+	size = add_size(size, authx_rate_shmem_size());
+	size = add_size(size, authx_apikey_shmem_size());
+	return size;
 }
 
 static void
@@ -90,6 +105,7 @@ authx_shmem_startup(void)
 {
 	bool		found;
 	int			i;
+	char	   *next;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -108,10 +124,16 @@ authx_shmem_startup(void)
 		ConditionVariableInit(&authx_shared->audit_cv);
 		pg_atomic_init_u32(&authx_shared->password_inflight, 0);
 		ConditionVariableInit(&authx_shared->password_cv);
+		pg_atomic_init_u64(&authx_shared->rbac_generation, 0);
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
 	}
-	authx_cache_shmem_startup(authx_shared->lockout_entries + authx_lockout_shmem_size(), found);
+	next = authx_shared->lockout_entries + authx_lockout_shmem_size();
+	authx_cache_shmem_startup(next, found);
+	next += authx_cache_shmem_size();
+	authx_rate_shmem_startup(next, found);
+	next += authx_rate_shmem_size();
+	authx_apikey_shmem_startup(next, found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -42,6 +42,7 @@ typedef enum WorkerStep
 	STEP_CHECK,
 	STEP_DRAIN,
 	STEP_LOCKOUTS,
+	STEP_USAGE,
 	STEP_MAINTAIN,
 	NUM_STEPS
 } WorkerStep;
@@ -51,7 +52,8 @@ static bool step_failing[NUM_STEPS];
 /* Set when authx.database lacks the extension: look again every second. */
 static bool extension_missing = false;
 static const char *const step_names[NUM_STEPS] = {
-	"looking for the extension", "writing audit events", "persisting lockouts", "partition maintenance"
+	"looking for the extension", "writing audit events", "persisting lockouts", "persisting API key usage",
+	"partition maintenance"
 };
 
 /*
@@ -120,6 +122,16 @@ lockouts(void)
 		authx_lockout_load();
 	n = authx_lockout_persist();
 	authx_stat_add(AUTHX_STAT_LOCKOUTS_PERSISTED, n);
+}
+
+/*
+ * usage
+ *		Add the API key usage counters to authx.api_key_usage.
+ */
+static void
+usage(void)
+{
+	(void) authx_apikey_usage_persist();
 }
 
 /*
@@ -251,6 +263,7 @@ authx_maint_main(Datum main_arg)
 		{
 			run_step(STEP_DRAIN, drain_all, loopcxt);
 			run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+			run_step(STEP_USAGE, usage, loopcxt);
 		}
 
 		now = GetCurrentTimestamp();
@@ -278,6 +291,7 @@ authx_maint_main(Datum main_arg)
 	{
 		run_step(STEP_DRAIN, drain_all, loopcxt);
 		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
+		run_step(STEP_USAGE, usage, loopcxt);
 	}
 	ereport(LOG, (errmsg("authx maintenance worker shutting down")));
 

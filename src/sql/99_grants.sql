@@ -32,7 +32,17 @@ GRANT EXECUTE ON FUNCTION
     authx.sessions(uuid),
     authx.session_revoke(text),
     authx.session_revoke_id(uuid),
-    authx.session_revoke_all(uuid, text)
+    authx.session_revoke_all(uuid, text),
+    authx.apikey_create(uuid, text, text[], timestamptz, integer, interval, integer, integer, interval),
+    authx.apikey_verify(text, text, integer),
+    authx.apikey_rotate(uuid, interval),
+    authx.apikey_revoke(uuid),
+    authx.apikey_list(uuid),
+    authx.apikey_update(uuid, text, text[], timestamptz, integer, interval, integer, integer, interval, text[]),
+    authx.apikey_usage(uuid, timestamptz),
+    authx.has_permission(uuid, text),
+    authx.user_permissions(uuid),
+    authx.user_roles(uuid)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -47,9 +57,18 @@ GRANT EXECUTE ON FUNCTION
     authx.user_unlock(uuid),
     authx.cache_sync(interval),
     authx.cache_status(),
-    authx._stats()
+    authx._stats(),
+    authx.role_create(text, text, text),
+    authx.role_set_parent(text, text),
+    authx.role_drop(text),
+    authx.role_grant(text, text),
+    authx.role_revoke(text, text),
+    authx.role_list(),
+    authx.user_grant(uuid, text, timestamptz),
+    authx.user_revoke(uuid, text)
 TO authx_admin;
-GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts TO authx_admin;
+GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
+    authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,

@@ -1,0 +1,874 @@
+/*-------------------------------------------------------------------------
+ *
+ * apikeys.c
+ *		API keys: the hot path authx.apikey_verify, key generation and the
+ *		per-key usage counters.
+ *
+ * Runs in backends (and the maintenance worker, which persists the usage
+ * counters).  A key reads axk_<12 hex prefix>_<43 base64url secret>.
+ * apikey_verify does no planning and no SPI for a key without remaining
+ * uses: it checks the shape, hashes the whole key, walks the unique index
+ * on api_keys.prefix directly (prefix and the new and previous secrets live
+ * in one row, so a rotated key costs no second probe), and compares the
+ * digest with the stored ones in constant time.  Rate limits are spent in
+ * shared memory (ratelimit.c).  Only metered keys (remaining uses) write on
+ * every call, through authx._apikey_consume under the row lock; others
+ * touch last_used_at at most once per authx.touch_interval.
+ *
+ * Usage counters: a table of authx.apikey_usage_slots entries in shared
+ * memory, one per (key, hour), each counting verifications per answer code,
+ * under AUTHX_LOCK_USAGE.  The maintenance worker adds them to
+ * authx.api_key_usage and subtracts what it wrote, so counts made meanwhile
+ * are kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "authx.h"
+
+#define APIKEY_PREFIX		"axk_"
+#define APIKEY_ID_LEN		12	/* hex digits of the public prefix */
+#define APIKEY_LEN			(4 + APIKEY_ID_LEN + 1 + AUTHX_TOKEN_BODY_LEN)
+#define USAGE_PROBE			16
+
+/* The answers of apikey_verify, in the order of the usage counters. */
+typedef enum KeyCode
+{
+	KEY_VALID,
+	KEY_NOT_FOUND,
+	KEY_REVOKED,
+	KEY_EXPIRED,
+	KEY_DISABLED,
+	KEY_INSUFFICIENT_SCOPE,
+	KEY_RATE_LIMITED,
+	KEY_USAGE_EXCEEDED,
+	KEY_NUM_CODES
+} KeyCode;
+
+static const char *const key_codes[KEY_NUM_CODES] = {
+	"valid", "not_found", "revoked", "expired", "disabled",
+	"insufficient_scope", "rate_limited", "usage_exceeded"
+};
+
+/* What the hot path needs to know about the schema, per backend. */
+typedef struct KeySchema
+{
+	bool		valid;
+	Oid			keys;
+	Oid			prefix_idx;
+	AttrNumber	id;
+	AttrNumber	key_hash;
+	AttrNumber	prev_hash;
+	AttrNumber	prev_until;
+	AttrNumber	user_id;
+	AttrNumber	scopes;
+	AttrNumber	expires_at;
+	AttrNumber	rate_limit;
+	AttrNumber	rate_window;
+	AttrNumber	remaining;
+	AttrNumber	refill_amount;
+	AttrNumber	refill_interval;
+	AttrNumber	refilled_at;
+	AttrNumber	last_used_at;
+	AttrNumber	revoked_at;
+	AttrNumber	owner_disabled;
+	AttrNumber	version;
+} KeySchema;
+
+/* A key row as read by the hot path. */
+typedef struct KeyRow
+{
+	pg_uuid_t	id;
+	pg_uuid_t	user_id;
+	Datum		scopes;			/* text[], copied out of the slot */
+	TimestampTz expires_at;		/* DT_NOEND when none */
+	TimestampTz prev_until;
+	bool		has_rate_limit;
+	int32		rate_limit;
+	int64		rate_window_us;
+	bool		has_remaining;
+	int32		remaining;		/* after a refill that is due */
+	TimestampTz last_used_at;	/* 0 when never */
+	bool		revoked;
+	bool		owner_disabled;
+	int64		version;
+	bool		old_secret;		/* matched prev_hash */
+} KeyRow;
+
+/* Usage counters of one key for one hour. */
+typedef struct UsageEntry
+{
+	pg_uuid_t	key_id;
+	TimestampTz hour;			/* 0 = free */
+	uint32		counts[KEY_NUM_CODES];
+} UsageEntry;
+
+typedef struct UsageCopy
+{
+	int			slot;
+	UsageEntry	e;
+} UsageCopy;
+
+static KeySchema schema;
+static bool callback_registered = false;
+static SPIPlanPtr consume_plan = NULL;
+static SPIPlanPtr touch_plan = NULL;
+static UsageEntry *usage = NULL;
+
+/* ----------------------------------------------------------------
+ * Usage counters
+ * ----------------------------------------------------------------
+ */
+
+Size
+authx_apikey_shmem_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots));
+}
+
+void
+authx_apikey_shmem_startup(char *base, bool found)
+{
+	usage = (UsageEntry *) base;
+	if (!found)
+		memset(usage, 0, authx_apikey_shmem_size());
+}
+
+static TimestampTz
+hour_of(TimestampTz t)
+{
+	return t - (t % USECS_PER_HOUR + USECS_PER_HOUR) % USECS_PER_HOUR;
+}
+
+static int
+usage_start(const pg_uuid_t *key_id, TimestampTz hour)
+{
+	uint64		h = hash_bytes_extended(key_id->data, UUID_LEN, (uint64) hour);
+
+	return (int) (h % (uint64) authx_apikey_usage_slots);
+}
+
+/*
+ * usage_count
+ *		Count one verification of key_id answered with code.  An entry of an
+ *		earlier hour with nothing left to persist is reused; when the window
+ *		is full the count is dropped (and that counted).
+ */
+static void
+usage_count(const pg_uuid_t *key_id, KeyCode code, TimestampTz now)
+{
+	TimestampTz hour = hour_of(now);
+	int			start = usage_start(key_id, hour);
+	UsageEntry *slot = NULL;
+	int			i;
+	int			k;
+
+	if (usage == NULL)
+		return;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
+	for (i = 0; i < USAGE_PROBE; i++)
+	{
+		UsageEntry *e = &usage[(start + i) % authx_apikey_usage_slots];
+		bool		empty = true;
+
+		if (e->hour == hour && memcmp(&e->key_id, key_id, UUID_LEN) == 0)
+		{
+			slot = e;
+			break;
+		}
+		for (k = 0; k < KEY_NUM_CODES && empty; k++)
+			empty = e->counts[k] == 0;
+		if (slot == NULL && (e->hour == 0 || (empty && e->hour < hour)))
+			slot = e;
+	}
+	if (slot != NULL && !(slot->hour == hour && memcmp(&slot->key_id, key_id, UUID_LEN) == 0))
+	{
+		memset(slot, 0, sizeof(UsageEntry));
+		slot->key_id = *key_id;
+		slot->hour = hour;
+	}
+	if (slot != NULL && slot->counts[code] < PG_UINT32_MAX)
+		slot->counts[code]++;
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	if (slot == NULL)
+		authx_stat_add(AUTHX_STAT_APIKEY_USAGE_DROPPED, 1);
+}
+
+PG_FUNCTION_INFO_V1(authx_apikey_usage_pending);
+
+/*
+ * authx._apikey_usage_pending(key_id uuid)
+ *		RETURNS TABLE(hour timestamptz, code text, count bigint)
+ *		Counts of the key still in shared memory.
+ */
+Datum
+authx_apikey_usage_pending(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *key_id = PG_GETARG_UUID_P(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	UsageEntry *copies;
+	int			n = 0;
+	int			i;
+	int			k;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (usage == NULL)
+		return (Datum) 0;
+	copies = palloc(sizeof(UsageEntry) * authx_apikey_usage_slots);
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
+	for (i = 0; i < authx_apikey_usage_slots; i++)
+		if (usage[i].hour != 0 && memcmp(&usage[i].key_id, key_id, UUID_LEN) == 0)
+			copies[n++] = usage[i];
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+
+	for (i = 0; i < n; i++)
+		for (k = 0; k < KEY_NUM_CODES; k++)
+		{
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			if (copies[i].counts[k] == 0)
+				continue;
+			values[0] = TimestampTzGetDatum(copies[i].hour);
+			values[1] = CStringGetTextDatum(key_codes[k]);
+			values[2] = Int64GetDatum((int64) copies[i].counts[k]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	return (Datum) 0;
+}
+
+/*
+ * authx_apikey_usage_persist
+ *		Worker side: add the counters to authx.api_key_usage in one
+ *		transaction, then subtract what was written.  A failed transaction
+ *		writes and subtracts nothing; the next turn retries.  Returns the
+ *		number of (key, hour) entries written.
+ */
+int
+authx_apikey_usage_persist(void)
+{
+	UsageCopy  *copies;
+	int			ncopies = 0;
+	int			i;
+	int			k;
+	SPIPlanPtr	plan;
+	Oid			argtypes[4] = {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+
+	if (usage == NULL)
+		return 0;
+	copies = palloc(sizeof(UsageCopy) * authx_apikey_usage_slots);
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
+	for (i = 0; i < authx_apikey_usage_slots; i++)
+	{
+		bool		any = false;
+
+		for (k = 0; k < KEY_NUM_CODES && !any; k++)
+			any = usage[i].counts[k] != 0;
+		if (any)
+		{
+			copies[ncopies].slot = i;
+			copies[ncopies].e = usage[i];
+			ncopies++;
+		}
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	if (ncopies == 0)
+		return 0;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "authx: persisting API key usage");
+	SPI_execute("SELECT pg_catalog.set_config('lock_timeout', '1s', true)", false, 0);
+	/* A key deleted meanwhile takes its counts with it. */
+	plan = SPI_prepare("INSERT INTO authx.api_key_usage AS u (key_id, hour, code, count) "
+					   "SELECT $1, $2, $3, $4 WHERE EXISTS "
+					   "(SELECT 1 FROM authx.api_keys k WHERE k.id = $1) "
+					   "ON CONFLICT (key_id, hour, code) DO UPDATE SET count = u.count + EXCLUDED.count",
+					   4, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "authx: could not prepare usage upsert: %s", SPI_result_code_string(SPI_result));
+	for (i = 0; i < ncopies; i++)
+		for (k = 0; k < KEY_NUM_CODES; k++)
+		{
+			Datum		values[4];
+
+			if (copies[i].e.counts[k] == 0)
+				continue;
+			values[0] = UUIDPGetDatum(&copies[i].e.key_id);
+			values[1] = TimestampTzGetDatum(copies[i].e.hour);
+			values[2] = CStringGetTextDatum(key_codes[k]);
+			values[3] = Int64GetDatum((int64) copies[i].e.counts[k]);
+			if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "authx: usage upsert failed");
+		}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
+	for (i = 0; i < ncopies; i++)
+	{
+		UsageEntry *e = &usage[copies[i].slot];
+
+		if (e->hour != copies[i].e.hour || memcmp(&e->key_id, &copies[i].e.key_id, UUID_LEN) != 0)
+			continue;
+		for (k = 0; k < KEY_NUM_CODES; k++)
+			e->counts[k] -= Min(e->counts[k], copies[i].e.counts[k]);
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	authx_stat_add(AUTHX_STAT_APIKEY_USAGE_PERSISTED, ncopies);
+	return ncopies;
+}
+
+/* ----------------------------------------------------------------
+ * Key generation
+ * ----------------------------------------------------------------
+ */
+
+static const char hexdigits[] = "0123456789abcdef";
+
+PG_FUNCTION_INFO_V1(authx_apikey_new);
+
+/*
+ * authx._apikey_new(prefix text DEFAULT NULL)
+ *		RETURNS (api_key text, key_prefix text, key_hash bytea)
+ *		A new key with the given public prefix (rotation) or a random one.
+ */
+Datum
+authx_apikey_new(PG_FUNCTION_ARGS)
+{
+	char		key[APIKEY_LEN + 1];
+	char		body[AUTHX_TOKEN_LEN + 1];
+	uint8		hash[AUTHX_HASH_LEN];
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	bytea	   *h;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "authx: _apikey_new must return a row");
+	desc = BlessTupleDesc(desc);
+
+	memcpy(key, APIKEY_PREFIX, 4);
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *p = PG_GETARG_TEXT_PP(0);
+
+		if (VARSIZE_ANY_EXHDR(p) != APIKEY_ID_LEN)
+			elog(ERROR, "authx: an API key prefix has %d characters", APIKEY_ID_LEN);
+		memcpy(key + 4, VARDATA_ANY(p), APIKEY_ID_LEN);
+	}
+	else
+	{
+		uint8		raw[APIKEY_ID_LEN / 2];
+
+		authx_random_bytes(raw, sizeof(raw));
+		for (i = 0; i < APIKEY_ID_LEN / 2; i++)
+		{
+			key[4 + 2 * i] = hexdigits[raw[i] >> 4];
+			key[4 + 2 * i + 1] = hexdigits[raw[i] & 15];
+		}
+	}
+	key[4 + APIKEY_ID_LEN] = '_';
+	/* 256 random bits, base64url: the same body as a session token. */
+	authx_token_generate(APIKEY_PREFIX, body);
+	memcpy(key + 4 + APIKEY_ID_LEN + 1, body + AUTHX_TOKEN_PREFIX_LEN, AUTHX_TOKEN_BODY_LEN);
+	key[APIKEY_LEN] = '\0';
+	authx_sha256(key, APIKEY_LEN, hash);
+
+	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
+	values[0] = PointerGetDatum(cstring_to_text_with_len(key, APIKEY_LEN));
+	values[1] = PointerGetDatum(cstring_to_text_with_len(key + 4, APIKEY_ID_LEN));
+	values[2] = PointerGetDatum(h);
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(body, sizeof(body));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* ----------------------------------------------------------------
+ * apikey_verify
+ * ----------------------------------------------------------------
+ */
+
+static void
+schema_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == schema.keys || relid == schema.prefix_idx)
+		schema.valid = false;
+}
+
+static void
+schema_ensure(void)
+{
+	Oid			nsp;
+	Oid			r;
+
+	if (schema.valid)
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(schema_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	nsp = get_namespace_oid("authx", false);
+	r = schema.keys = authx_need_relid("api_keys", nsp);
+	schema.prefix_idx = authx_need_relid("api_keys_prefix_key", nsp);
+	schema.id = authx_need_attnum(r, "id");
+	schema.key_hash = authx_need_attnum(r, "key_hash");
+	schema.prev_hash = authx_need_attnum(r, "prev_hash");
+	schema.prev_until = authx_need_attnum(r, "prev_until");
+	schema.user_id = authx_need_attnum(r, "user_id");
+	schema.scopes = authx_need_attnum(r, "scopes");
+	schema.expires_at = authx_need_attnum(r, "expires_at");
+	schema.rate_limit = authx_need_attnum(r, "rate_limit");
+	schema.rate_window = authx_need_attnum(r, "rate_window");
+	schema.remaining = authx_need_attnum(r, "remaining");
+	schema.refill_amount = authx_need_attnum(r, "refill_amount");
+	schema.refill_interval = authx_need_attnum(r, "refill_interval");
+	schema.refilled_at = authx_need_attnum(r, "refilled_at");
+	schema.last_used_at = authx_need_attnum(r, "last_used_at");
+	schema.revoked_at = authx_need_attnum(r, "revoked_at");
+	schema.owner_disabled = authx_need_attnum(r, "owner_disabled");
+	schema.version = authx_need_attnum(r, "version");
+	schema.valid = true;
+}
+
+/*
+ * key_wellformed
+ *		axk_ + 12 lowercase hex + _ + 43 base64url.  Cheap; garbage never
+ *		reaches an index.
+ */
+static bool
+key_wellformed(const char *k, Size len)
+{
+	Size		i;
+
+	if (len != APIKEY_LEN || memcmp(k, APIKEY_PREFIX, 4) != 0 || k[4 + APIKEY_ID_LEN] != '_')
+		return false;
+	for (i = 4; i < 4 + APIKEY_ID_LEN; i++)
+		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f')))
+			return false;
+	for (i = 4 + APIKEY_ID_LEN + 1; i < len; i++)
+	{
+		char		c = k[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+static bool
+hash_matches(TupleTableSlot *slot, AttrNumber att, const uint8 *hash)
+{
+	bytea	   *stored;
+
+	if (slot->tts_isnull[att - 1])
+		return false;
+	stored = DatumGetByteaPP(slot->tts_values[att - 1]);
+	return VARSIZE_ANY_EXHDR(stored) == AUTHX_HASH_LEN &&
+		authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN);
+}
+
+static int64
+interval_us(const Interval *iv)
+{
+	return iv->time + ((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+}
+
+/*
+ * key_lookup
+ *		Find the key by its prefix and check the secret against the current
+ *		and the previous hash.  False when there is no such key or neither
+ *		matches.  Fills *row (remaining already refilled when a refill is
+ *		due at now) and *owner (of the table, for the writes).
+ */
+static bool
+key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid *owner)
+{
+	Relation	rel;
+	TupleTableSlot *slot;
+	text	   *prefix;
+	bool		found;
+	Datum	   *v;
+	bool	   *nl;
+
+	schema_ensure();
+	prefix = cstring_to_text_with_len(key + 4, APIKEY_ID_LEN);
+	rel = table_open(schema.keys, AccessShareLock);
+	*owner = rel->rd_rel->relowner;
+	slot = table_slot_create(rel, NULL);
+	found = authx_index_fetch(rel, schema.prefix_idx, F_TEXTEQ, C_COLLATION_OID,
+							  PointerGetDatum(prefix), slot);
+	if (found)
+	{
+		bool		current = hash_matches(slot, schema.key_hash, hash);
+		bool		previous = hash_matches(slot, schema.prev_hash, hash);
+
+		found = current || previous;
+		row->old_secret = !current;
+	}
+	if (found)
+	{
+		v = slot->tts_values;
+		nl = slot->tts_isnull;
+		row->id = *DatumGetUUIDP(v[schema.id - 1]);
+		row->user_id = *DatumGetUUIDP(v[schema.user_id - 1]);
+		row->scopes = datumCopy(v[schema.scopes - 1], false, -1);
+		row->expires_at = nl[schema.expires_at - 1] ? DT_NOEND : DatumGetTimestampTz(v[schema.expires_at - 1]);
+		row->prev_until = nl[schema.prev_until - 1] ? DT_NOBEGIN : DatumGetTimestampTz(v[schema.prev_until - 1]);
+		row->has_rate_limit = !nl[schema.rate_limit - 1];
+		row->rate_limit = row->has_rate_limit ? DatumGetInt32(v[schema.rate_limit - 1]) : 0;
+		row->rate_window_us = interval_us(DatumGetIntervalP(v[schema.rate_window - 1]));
+		row->has_remaining = !nl[schema.remaining - 1];
+		row->remaining = row->has_remaining ? DatumGetInt32(v[schema.remaining - 1]) : 0;
+		if (row->has_remaining && !nl[schema.refill_interval - 1] && !nl[schema.refilled_at - 1] &&
+			now >= DatumGetTimestampTz(v[schema.refilled_at - 1]) +
+			interval_us(DatumGetIntervalP(v[schema.refill_interval - 1])))
+			row->remaining = DatumGetInt32(v[schema.refill_amount - 1]);
+		row->last_used_at = nl[schema.last_used_at - 1] ? 0 : DatumGetTimestampTz(v[schema.last_used_at - 1]);
+		row->revoked = !nl[schema.revoked_at - 1];
+		row->owner_disabled = DatumGetBool(v[schema.owner_disabled - 1]);
+		row->version = DatumGetInt64(v[schema.version - 1]);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * scopes_cover
+ *		Does one of the key's scopes cover the wanted permission?
+ */
+static bool
+scopes_cover(Datum scopes, const char *w, int wlen, int wcolon)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(scopes);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		text	   *t;
+
+		if (nulls[i])
+			continue;
+		t = DatumGetTextPP(elems[i]);
+		if (authx_permission_covers(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), w, wlen, wcolon))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * scopes_joined
+ *		The scopes separated by spaces into out, for the Redis entry; false
+ *		when they do not fit (the key is then not cached).
+ */
+static bool
+scopes_joined(Datum scopes, char *out, Size outlen)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(scopes);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	Size		used = 0;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	out[0] = '\0';
+	for (i = 0; i < n; i++)
+	{
+		text	   *t = DatumGetTextPP(elems[i]);
+		Size		len = VARSIZE_ANY_EXHDR(t);
+
+		if (nulls[i] || used + len + (used ? 1 : 0) + 1 > outlen)
+			return false;
+		if (used)
+			out[used++] = ' ';
+		memcpy(out + used, VARDATA_ANY(t), len);
+		used += len;
+		out[used] = '\0';
+	}
+	return true;
+}
+
+/*
+ * consume
+ *		Spend cost uses of a metered key through authx._apikey_consume, as the
+ *		table owner, under the row lock.  Returns the uses left, or -1 when
+ *		too few were (another caller spent them first).
+ */
+static int32
+consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Datum		values[3];
+	bool		isnull;
+	Datum		d;
+	int32		left;
+
+	if (XactReadOnly || RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot spend the uses of an API key in a read-only transaction"),
+				 errhint("Verify keys that have remaining uses on the primary, in a read-write transaction.")));
+
+	/* An error restores the identity with the (sub)transaction abort. */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+	if (consume_plan == NULL)
+	{
+		Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT authx._apikey_consume($1, $2, $3)", 3, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "authx: could not prepare the use counter: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		consume_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&row->id);
+	values[1] = Int32GetDatum(cost);
+	values[2] = TimestampTzGetDatum(now);
+	if (SPI_execute_plan(consume_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "authx: the use counter failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	left = isnull ? -1 : DatumGetInt32(d);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return left;
+}
+
+typedef struct KeyTouch
+{
+	const KeyRow *row;
+	TimestampTz now;
+} KeyTouch;
+
+static void
+touch_cb(void *arg)
+{
+	KeyTouch   *t = (KeyTouch *) arg;
+	Datum		values[2];
+
+	SPI_connect();
+	if (touch_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT authx._apikey_touch($1, $2)", 2, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "authx: could not prepare the key touch: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		touch_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&t->row->id);
+	values[1] = TimestampTzGetDatum(t->now);
+	if (SPI_execute_plan(touch_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "authx: key touch failed");
+	SPI_finish();
+}
+
+/*
+ * note_valid
+ *		Repopulate the key's Redis entry after a valid answer, when the key
+ *		is one a gateway may accept from Redis alone: no use counter, no
+ *		rate limit, scopes that fit.  A rotated-out secret's entry ends with
+ *		its grace.
+ */
+static void
+note_valid(const uint8 *hash, const KeyRow *row)
+{
+	char		scopes[AUTHX_CACHE_SCOPES_LEN];
+
+	if (!authx_cache_enabled() || row->has_remaining || row->has_rate_limit ||
+		!scopes_joined(row->scopes, scopes, sizeof(scopes)))
+		return;
+	authx_cache_note_key(hash, &row->id, &row->user_id, row->version, row->expires_at,
+						 row->old_secret ? row->prev_until : DT_NOEND, scopes);
+}
+
+PG_FUNCTION_INFO_V1(authx_apikey_verify);
+
+/*
+ * authx.apikey_verify(api_key text, scope text, cost integer)
+ *		RETURNS (code text, key_id uuid, user_id uuid, scopes text[],
+ *				 remaining integer, rate_limit_remaining integer,
+ *				 retry_after interval)
+ *		Exactly one row.  Never raises for the key; raises 22023 for a
+ *		malformed scope or a negative cost (the caller's bug, not the
+ *		client's).
+ */
+Datum
+authx_apikey_verify(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[7];
+	bool		nulls[7] = {false, true, true, true, true, true, true};
+	int32		cost = PG_ARGISNULL(2) ? 1 : PG_GETARG_INT32(2);
+	text	   *scope = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	int			wcolon = 0;
+	uint8		hash[AUTHX_HASH_LEN];
+	KeyCode		code = KEY_VALID;
+	KeyRow		row;
+	Oid			owner;
+	TimestampTz now;
+	text	   *key = NULL;
+	bool		spent = false;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "authx: apikey_verify must return a row");
+	desc = BlessTupleDesc(desc);
+	if (cost < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cost must not be negative"),
+				 errhint("Pass how many uses this request spends, usually 1 (0 checks without spending).")));
+	if (scope != NULL &&
+		!authx_permission_split(VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope), &wcolon))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid scope \"%s\"", text_to_cstring(scope)),
+				 errhint("Write scopes as resource:action, e.g. \"documents:read\".")));
+
+	/* The stored size first: a megabyte of garbage costs nothing. */
+	if (PG_ARGISNULL(0) || toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + APIKEY_LEN)
+		code = KEY_NOT_FOUND;
+	else
+	{
+		key = PG_GETARG_TEXT_PP(0);
+		if (!key_wellformed(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)))
+			code = KEY_NOT_FOUND;
+	}
+	if (code == KEY_NOT_FOUND)
+	{
+		authx_stat_add(AUTHX_STAT_APIKEY_MALFORMED, 1);
+		values[0] = CStringGetTextDatum(key_codes[code]);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	}
+
+	authx_sha256(VARDATA_ANY(key), APIKEY_LEN, hash);
+	now = GetCurrentTimestamp();
+	if (!key_lookup(VARDATA_ANY(key), hash, now, &row, &owner))
+	{
+		authx_stat_add(AUTHX_STAT_APIKEY_REJECTED, 1);
+		values[0] = CStringGetTextDatum(key_codes[KEY_NOT_FOUND]);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	}
+
+	if (row.revoked || (row.old_secret && row.prev_until <= now))
+		code = KEY_REVOKED;
+	else if (row.expires_at <= now)
+		code = KEY_EXPIRED;
+	else if (row.owner_disabled)
+		code = KEY_DISABLED;
+	else if (scope != NULL &&
+			 !scopes_cover(row.scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope), wcolon))
+		code = KEY_INSUFFICIENT_SCOPE;
+	else if (row.has_remaining && row.remaining < cost)
+		code = KEY_USAGE_EXCEEDED;
+
+	if (code == KEY_VALID && row.has_rate_limit)
+	{
+		AuthxRateResult rr;
+		uint8		subject[AUTHX_RATE_SUBJECT_LEN];
+
+		authx_require_shmem();
+		memcpy(subject, row.id.data, AUTHX_RATE_SUBJECT_LEN);
+		authx_rate_consume(AUTHX_RATE_NS_APIKEY, subject, row.rate_limit, row.rate_window_us,
+						   cost, false, now, &rr);
+		nulls[5] = false;
+		values[5] = Int32GetDatum((int32) Max(Min(rr.remaining, PG_INT32_MAX), 0));
+		if (!rr.allowed)
+		{
+			code = KEY_RATE_LIMITED;
+			if (rr.retry_after_us >= 0)
+			{
+				Interval   *iv = palloc0(sizeof(Interval));
+
+				iv->time = rr.retry_after_us;
+				nulls[6] = false;
+				values[6] = IntervalPGetDatum(iv);
+			}
+		}
+	}
+	if (code == KEY_VALID && row.has_remaining && cost > 0)
+	{
+		int32		left = consume(&row, cost, now, owner);
+
+		spent = true;
+		if (left < 0)
+			code = KEY_USAGE_EXCEEDED;
+		else
+			row.remaining = left;
+	}
+	if (code == KEY_VALID && !spent &&
+		(row.last_used_at == 0 || now - row.last_used_at >= (int64) authx_touch_interval * USECS_PER_SEC))
+	{
+		KeyTouch	t = {&row, now};
+
+		/* The touch's trigger repopulates Redis too. */
+		if (authx_owner_subxact(owner, touch_cb, &t))
+			authx_stat_add(AUTHX_STAT_APIKEY_TOUCHES, 1);
+		else
+			note_valid(hash, &row);
+	}
+	else if (code == KEY_VALID)
+		note_valid(hash, &row);
+
+	authx_stat_add(code == KEY_VALID ? AUTHX_STAT_APIKEY_VALID : AUTHX_STAT_APIKEY_REJECTED, 1);
+	usage_count(&row.id, code, now);
+
+	values[0] = CStringGetTextDatum(key_codes[code]);
+	values[1] = UUIDPGetDatum(&row.id);
+	values[2] = UUIDPGetDatum(&row.user_id);
+	values[3] = row.scopes;
+	nulls[1] = nulls[2] = nulls[3] = false;
+	if (row.has_remaining)
+	{
+		nulls[4] = false;
+		values[4] = Int32GetDatum(row.remaining);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
