@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -52,7 +52,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -200,6 +200,95 @@ bench_cache() {
     row "authx.session_validate(\$1) through PostgreSQL" "$pv" "$(ratio "$pv" "$rb") of Redis" ""
     echo
     echo "writer lag, commit to applied in Redis, under the cache-on load: p50 $(python3 -c "print(f'{$p50 / 1000:.2f}')") ms, p99 $(python3 -c "print(f'{$p99 / 1000:.2f}')") ms"
+}
+
+bench_apikeys() {
+    local n=100000
+    say "apikeys: loading $n keys"
+    # Keys are deterministic so pgbench can name one without a lookup:
+    # axk_ + the row number in 12 hex digits + _ + the number padded with A.
+    psql_ -c "INSERT INTO authx.api_keys (prefix, key_hash, user_id, name, scopes, last_used_at)
+              SELECT lpad(to_hex(i), 12, '0'),
+                     sha256(convert_to('axk_' || lpad(to_hex(i), 12, '0') || '_' || lpad(i::text, 43, 'A'), 'UTF8')),
+                     '$UID_', 'bench ' || i, '{docs:read,billing:*}', now()
+                FROM generate_series(1, $n) i" \
+          -c "CREATE TABLE bench.api_keys (id uuid PRIMARY KEY, key_hash bytea UNIQUE NOT NULL, user_id uuid NOT NULL,
+                                           scopes text[] NOT NULL, expires_at timestamptz, revoked_at timestamptz)" \
+          -c "INSERT INTO bench.api_keys SELECT id, key_hash, user_id, scopes, expires_at, revoked_at FROM authx.api_keys" \
+          -c "VACUUM ANALYZE authx.api_keys, bench.api_keys"
+    # The read path: no key is touched during the run (in real traffic a
+    # key's last_used_at is written once per touch_interval).
+    psql_ -c "ALTER DATABASE authx_bench SET authx.touch_interval = '1h'"
+    local key s1=() vp=() hp=() sp=() hs=() te=() vr=() hr=()
+    key=$(psql_ -tAc "SELECT 'axk_' || lpad(to_hex(4242), 12, '0') || '_' || lpad('4242', 43, 'A')")
+    psql_ -c "SELECT code FROM authx.apikey_verify('$key')" >/dev/null
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        vp+=("$(tps 2 apikey_verify_param.sql -D key="$key")")
+        hp+=("$(tps 2 apikey_handwritten_param.sql -D key="$key")")
+        sp+=("$(tps 2 apikey_scope_param.sql -D key="$key" -D scope=docs:read)")
+        hs+=("$(tps 2 apikey_handwritten_scope_param.sql -D key="$key" -D scope=docs:read)")
+        te+=("$(tps 2 apikey_expr.sql)")
+        vr+=("$(tps 2 apikey_verify.sql)")
+        hr+=("$(tps 2 apikey_handwritten.sql)")
+    done
+    local S1 VP HP SP HS TE VR HR
+    S1=$(best "${s1[@]}") VP=$(best "${vp[@]}") HP=$(best "${hp[@]}") SP=$(best "${sp[@]}")
+    HS=$(best "${hs[@]}") TE=$(best "${te[@]}") VR=$(best "${vr[@]}") HR=$(best "${hr[@]}")
+
+    echo
+    echo "## API keys ($(nproc) cores, 2 clients, prepared, $n keys, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.apikey_verify(\$1)" "$VP" "$(median_ratio "${vp[*]}" "${s1[*]}")" "$(median_ratio "${vp[*]}" "${hp[*]}")"
+    row "hand-written SQL: key_hash = sha256(\$1), live" "$HP" "$(median_ratio "${hp[*]}" "${s1[*]}")" "1.000"
+    row "authx.apikey_verify(\$1, 'docs:read')" "$SP" "$(median_ratio "${sp[*]}" "${s1[*]}")" "$(median_ratio "${sp[*]}" "${hs[*]}")"
+    row "hand-written SQL, scopes @> '{docs:read}' (no wildcards)" "$HS" "$(median_ratio "${hs[*]}" "${s1[*]}")" "1.000"
+    row "random key of $n: the key expression alone" "$TE" "$(ratio "$TE" "$S1")" ""
+    row "random key of $n: authx.apikey_verify(...)" "$VR" "$(median_ratio "${vr[*]}" "${te[*]}") of expr" "$(median_ratio "${vr[*]}" "${hr[*]}")"
+    row "random key of $n: hand-written SQL" "$HR" "$(median_ratio "${hr[*]}" "${te[*]}") of expr" "1.000"
+}
+
+bench_rbac() {
+    say "rbac: a 4-level hierarchy, 5 permissions a level"
+    local puid
+    puid=$(psql_ -tAc "SELECT authx.user_create('perm@example.com', '$PW')")
+    psql_ <<SQL
+SELECT authx.role_create('level1');
+SELECT authx.role_create('level2', 'level1');
+SELECT authx.role_create('level3', 'level2');
+SELECT authx.role_create('level4', 'level3');
+SELECT authx.role_grant('level' || l, 'level' || l || ':' || a)
+  FROM generate_series(1, 4) l, unnest('{read,write,delete,list,share}'::text[]) a;
+SELECT authx.user_grant('$puid', 'level4');
+CREATE TABLE bench.roles AS SELECT name, parent FROM authx.roles;
+CREATE TABLE bench.role_permissions AS SELECT role, permission FROM authx.role_permissions;
+CREATE TABLE bench.user_roles AS SELECT user_id, role, expires_at FROM authx.user_roles;
+ALTER TABLE bench.roles ADD PRIMARY KEY (name);
+ALTER TABLE bench.role_permissions ADD PRIMARY KEY (role, permission);
+ALTER TABLE bench.user_roles ADD PRIMARY KEY (user_id, role);
+ANALYZE bench.roles, bench.role_permissions, bench.user_roles;
+SQL
+    [ "$(psql_ -tAc "SELECT authx.has_permission('$puid', 'level1:read')")" = t ] || die "rbac bench: no permission"
+    local s1=() hp=() hw=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        hp+=("$(tps 2 has_permission_param.sql -D uid="$puid" -D perm=level1:read)")
+        hw+=("$(tps 2 has_permission_handwritten_param.sql -D uid="$puid" -D perm=level1:read \
+                -D rwild='level1:*' -D awild='*:read' -D allwild='*:*')")
+    done
+    local S1 HP HW
+    S1=$(best "${s1[@]}") HP=$(best "${hp[@]}") HW=$(best "${hw[@]}")
+    echo
+    echo "## Permissions ($(nproc) cores, 2 clients, prepared, 4-level hierarchy, $ROUNDS rounds of ${SECS}s)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.has_permission(\$1, 'level1:read') (inherited 3 levels up)" "$HP" "$(median_ratio "${hp[*]}" "${s1[*]}")" "$(median_ratio "${hp[*]}" "${hw[*]}")"
+    row "hand-written recursive CTE over the same tables" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"
 }
 
 for section in $SECTIONS; do

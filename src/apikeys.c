@@ -16,10 +16,12 @@
  * touch last_used_at at most once per authx.touch_interval.
  *
  * Usage counters: a table of authx.apikey_usage_slots entries in shared
- * memory, one per (key, hour), each counting verifications per answer code,
- * under AUTHX_LOCK_USAGE.  The maintenance worker adds them to
- * authx.api_key_usage and subtracts what it wrote, so counts made meanwhile
- * are kept.
+ * memory, one per (key, hour), each counting verifications per answer code
+ * in atomics.  AUTHX_LOCK_USAGE protects which entry belongs to whom:
+ * counting takes it shared (so two verifications of one hot key never wait
+ * for each other), claiming or reusing an entry takes it exclusive.  The
+ * maintenance worker adds the counts to authx.api_key_usage and subtracts
+ * what it wrote, so counts made meanwhile are kept.
  *
  *-------------------------------------------------------------------------
  */
@@ -127,13 +129,16 @@ typedef struct UsageEntry
 {
 	pg_uuid_t	key_id;
 	TimestampTz hour;			/* 0 = free */
-	uint32		counts[KEY_NUM_CODES];
+	pg_atomic_uint32 counts[KEY_NUM_CODES];
 } UsageEntry;
 
+/* A snapshot of an entry, on its way to the table. */
 typedef struct UsageCopy
 {
 	int			slot;
-	UsageEntry	e;
+	pg_uuid_t	key_id;
+	TimestampTz hour;
+	uint32		counts[KEY_NUM_CODES];
 } UsageCopy;
 
 static KeySchema schema;
@@ -156,9 +161,16 @@ authx_apikey_shmem_size(void)
 void
 authx_apikey_shmem_startup(char *base, bool found)
 {
+	int			i;
+	int			k;
+
 	usage = (UsageEntry *) base;
-	if (!found)
-		memset(usage, 0, authx_apikey_shmem_size());
+	if (found)
+		return;
+	memset(usage, 0, authx_apikey_shmem_size());
+	for (i = 0; i < authx_apikey_usage_slots; i++)
+		for (k = 0; k < KEY_NUM_CODES; k++)
+			pg_atomic_init_u32(&usage[i].counts[k], 0);
 }
 
 static TimestampTz
@@ -175,50 +187,110 @@ usage_start(const pg_uuid_t *key_id, TimestampTz hour)
 	return (int) (h % (uint64) authx_apikey_usage_slots);
 }
 
+static bool
+usage_empty(UsageEntry *e)
+{
+	int			k;
+
+	for (k = 0; k < KEY_NUM_CODES; k++)
+		if (pg_atomic_read_u32(&e->counts[k]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * usage_find
+ *		The entry of (key_id, hour), or with claim a free one made its own
+ *		(an entry of an earlier hour with nothing left to persist is free).
+ *		Caller holds AUTHX_LOCK_USAGE, exclusively when claiming.
+ */
+static UsageEntry *
+usage_find(const pg_uuid_t *key_id, TimestampTz hour, bool claim)
+{
+	int			start = usage_start(key_id, hour);
+	UsageEntry *free_slot = NULL;
+	int			i;
+	int			k;
+
+	for (i = 0; i < USAGE_PROBE; i++)
+	{
+		UsageEntry *e = &usage[(start + i) % authx_apikey_usage_slots];
+
+		if (e->hour == hour && memcmp(&e->key_id, key_id, UUID_LEN) == 0)
+			return e;
+		if (claim && free_slot == NULL && (e->hour == 0 || (e->hour < hour && usage_empty(e))))
+			free_slot = e;
+	}
+	if (free_slot != NULL)
+	{
+		free_slot->key_id = *key_id;
+		free_slot->hour = hour;
+		for (k = 0; k < KEY_NUM_CODES; k++)
+			pg_atomic_init_u32(&free_slot->counts[k], 0);
+	}
+	return free_slot;
+}
+
 /*
  * usage_count
- *		Count one verification of key_id answered with code.  An entry of an
- *		earlier hour with nothing left to persist is reused; when the window
- *		is full the count is dropped (and that counted).
+ *		Count one verification of key_id answered with code.  When the
+ *		probe window is full the count is dropped (and that counted).
  */
 static void
 usage_count(const pg_uuid_t *key_id, KeyCode code, TimestampTz now)
 {
 	TimestampTz hour = hour_of(now);
-	int			start = usage_start(key_id, hour);
-	UsageEntry *slot = NULL;
-	int			i;
-	int			k;
+	UsageEntry *e;
 
 	if (usage == NULL)
 		return;
-	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
-	for (i = 0; i < USAGE_PROBE; i++)
-	{
-		UsageEntry *e = &usage[(start + i) % authx_apikey_usage_slots];
-		bool		empty = true;
-
-		if (e->hour == hour && memcmp(&e->key_id, key_id, UUID_LEN) == 0)
-		{
-			slot = e;
-			break;
-		}
-		for (k = 0; k < KEY_NUM_CODES && empty; k++)
-			empty = e->counts[k] == 0;
-		if (slot == NULL && (e->hour == 0 || (empty && e->hour < hour)))
-			slot = e;
-	}
-	if (slot != NULL && !(slot->hour == hour && memcmp(&slot->key_id, key_id, UUID_LEN) == 0))
-	{
-		memset(slot, 0, sizeof(UsageEntry));
-		slot->key_id = *key_id;
-		slot->hour = hour;
-	}
-	if (slot != NULL && slot->counts[code] < PG_UINT32_MAX)
-		slot->counts[code]++;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
+	e = usage_find(key_id, hour, false);
+	if (e != NULL)
+		pg_atomic_fetch_add_u32(&e->counts[code], 1);
 	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
-	if (slot == NULL)
+	if (e != NULL)
+		return;
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
+	e = usage_find(key_id, hour, true);
+	if (e != NULL)
+		pg_atomic_fetch_add_u32(&e->counts[code], 1);
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	if (e == NULL)
 		authx_stat_add(AUTHX_STAT_APIKEY_USAGE_DROPPED, 1);
+}
+
+/*
+ * usage_copy
+ *		Snapshot the entries with counts (all, or key_id's) into a palloc'd
+ *		array; returns how many.
+ */
+static int
+usage_copy(const pg_uuid_t *key_id, UsageCopy **out)
+{
+	UsageCopy  *copies = palloc(sizeof(UsageCopy) * authx_apikey_usage_slots);
+	int			n = 0;
+	int			i;
+	int			k;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
+	for (i = 0; i < authx_apikey_usage_slots; i++)
+	{
+		UsageEntry *e = &usage[i];
+
+		if (e->hour == 0 || usage_empty(e) ||
+			(key_id != NULL && memcmp(&e->key_id, key_id, UUID_LEN) != 0))
+			continue;
+		copies[n].slot = i;
+		copies[n].key_id = e->key_id;
+		copies[n].hour = e->hour;
+		for (k = 0; k < KEY_NUM_CODES; k++)
+			copies[n].counts[k] = pg_atomic_read_u32(&e->counts[k]);
+		n++;
+	}
+	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	*out = copies;
+	return n;
 }
 
 PG_FUNCTION_INFO_V1(authx_apikey_usage_pending);
@@ -233,21 +305,15 @@ authx_apikey_usage_pending(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *key_id = PG_GETARG_UUID_P(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	UsageEntry *copies;
-	int			n = 0;
+	UsageCopy  *copies;
+	int			n;
 	int			i;
 	int			k;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (usage == NULL)
 		return (Datum) 0;
-	copies = palloc(sizeof(UsageEntry) * authx_apikey_usage_slots);
-	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
-	for (i = 0; i < authx_apikey_usage_slots; i++)
-		if (usage[i].hour != 0 && memcmp(&usage[i].key_id, key_id, UUID_LEN) == 0)
-			copies[n++] = usage[i];
-	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
-
+	n = usage_copy(key_id, &copies);
 	for (i = 0; i < n; i++)
 		for (k = 0; k < KEY_NUM_CODES; k++)
 		{
@@ -275,7 +341,7 @@ int
 authx_apikey_usage_persist(void)
 {
 	UsageCopy  *copies;
-	int			ncopies = 0;
+	int			ncopies;
 	int			i;
 	int			k;
 	SPIPlanPtr	plan;
@@ -283,22 +349,7 @@ authx_apikey_usage_persist(void)
 
 	if (usage == NULL)
 		return 0;
-	copies = palloc(sizeof(UsageCopy) * authx_apikey_usage_slots);
-	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
-	for (i = 0; i < authx_apikey_usage_slots; i++)
-	{
-		bool		any = false;
-
-		for (k = 0; k < KEY_NUM_CODES && !any; k++)
-			any = usage[i].counts[k] != 0;
-		if (any)
-		{
-			copies[ncopies].slot = i;
-			copies[ncopies].e = usage[i];
-			ncopies++;
-		}
-	}
-	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
+	ncopies = usage_copy(NULL, &copies);
 	if (ncopies == 0)
 		return 0;
 
@@ -320,12 +371,12 @@ authx_apikey_usage_persist(void)
 		{
 			Datum		values[4];
 
-			if (copies[i].e.counts[k] == 0)
+			if (copies[i].counts[k] == 0)
 				continue;
-			values[0] = UUIDPGetDatum(&copies[i].e.key_id);
-			values[1] = TimestampTzGetDatum(copies[i].e.hour);
+			values[0] = UUIDPGetDatum(&copies[i].key_id);
+			values[1] = TimestampTzGetDatum(copies[i].hour);
 			values[2] = CStringGetTextDatum(key_codes[k]);
-			values[3] = Int64GetDatum((int64) copies[i].e.counts[k]);
+			values[3] = Int64GetDatum((int64) copies[i].counts[k]);
 			if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "authx: usage upsert failed");
 		}
@@ -334,15 +385,16 @@ authx_apikey_usage_persist(void)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	/* Exclusive: nobody claims or counts while we subtract. */
 	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
 	for (i = 0; i < ncopies; i++)
 	{
 		UsageEntry *e = &usage[copies[i].slot];
 
-		if (e->hour != copies[i].e.hour || memcmp(&e->key_id, &copies[i].e.key_id, UUID_LEN) != 0)
+		if (e->hour != copies[i].hour || memcmp(&e->key_id, &copies[i].key_id, UUID_LEN) != 0)
 			continue;
 		for (k = 0; k < KEY_NUM_CODES; k++)
-			e->counts[k] -= Min(e->counts[k], copies[i].e.counts[k]);
+			pg_atomic_sub_fetch_u32(&e->counts[k], copies[i].counts[k]);
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_USAGE));
 	authx_stat_add(AUTHX_STAT_APIKEY_USAGE_PERSISTED, ncopies);
@@ -757,9 +809,18 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	text	   *key = NULL;
 	bool		spent = false;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "authx: apikey_verify must return a row");
-	desc = BlessTupleDesc(desc);
+	/* The row type, built once per call site (it costs catalog work). */
+	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "authx: apikey_verify must return a row");
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		fcinfo->flinfo->fn_extra = desc;
+		MemoryContextSwitchTo(old);
+	}
 	if (cost < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -205,13 +205,25 @@ $$;
 COMMENT ON FUNCTION authx.apikey_create(uuid, text, text[], timestamptz, integer, interval, integer, integer, interval) IS
 'Creates an API key and returns its id and the key (axk_<prefix>_<secret>), shown once and never stored. rate_limit verifications per rate_window; remaining uses, set back to refill_amount every refill_interval. Raises P0002 for a missing user, 55000 for a disabled one, 22023 for bad arguments.';
 
--- One row, always: OUT parameters rather than RETURNS TABLE, so the C
--- function returns a single tuple with no set-returning machinery.
-CREATE FUNCTION authx.apikey_verify(api_key text, scope text DEFAULT NULL, cost integer DEFAULT 1,
-                                    OUT code text, OUT key_id uuid, OUT user_id uuid, OUT scopes text[],
-                                    OUT remaining integer, OUT rate_limit_remaining integer,
-                                    OUT retry_after interval)
-RETURNS record
+-- The answer of apikey_verify.  A named row type rather than OUT
+-- parameters: the executor then takes the row descriptor from the type
+-- cache instead of rebuilding it from the function's arguments on every
+-- execution, which costs as much as the verification itself.
+CREATE TYPE authx.apikey_verification AS (
+    code                 text,
+    key_id               uuid,
+    user_id              uuid,
+    scopes               text[],
+    remaining            integer,
+    rate_limit_remaining integer,
+    retry_after          interval
+);
+COMMENT ON TYPE authx.apikey_verification IS
+'The answer of authx.apikey_verify: code, and for a key that exists its id, owner, scopes, uses left, rate-limit allowance left and (rate_limited) when to retry.';
+
+-- One row, always.
+CREATE FUNCTION authx.apikey_verify(api_key text, scope text DEFAULT NULL, cost integer DEFAULT 1)
+RETURNS authx.apikey_verification
 AS 'MODULE_PATHNAME', 'authx_apikey_verify'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION authx.apikey_verify(text, text, integer) IS

@@ -1,0 +1,1 @@
+SELECT * FROM authx.apikey_verify(:key, :scope);

@@ -1,0 +1,1 @@
+SELECT authx.has_permission(:uid, :perm);
