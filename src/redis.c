@@ -24,10 +24,13 @@
 #include "redis.h"
 
 /*
- * Applies one operation if it is newer than what the key holds.
- *   KEYS[1]  the key
- *   ARGV     kind ("s" set / "r" revoke / "f" forget), version, expireat
- *            (unix s), then the entry's field/value pairs (set only)
+ * Applies a batch of operations, each only if it is newer than what its key
+ * holds.  One call per batch: a script invocation costs Redis more than the
+ * few commands each operation needs.
+ *   KEYS     the keys, one per operation
+ *   ARGV     per operation: kind ("s" set / "r" revoke / "f" forget),
+ *            version, expireat (unix s), the number of field/value words
+ *            that follow, then those words (set only)
  * An older version is ignored; the same version only extends a live entry's
  * life (a validation refreshing a hot session), never a tombstone's or a
  * bare version's.  A tombstone keeps its version until it expires, so a
@@ -35,31 +38,59 @@
  * entry is one with a user_id; a forget leaves only the version, which
  * gateways read as "ask Postgres".  DEL only when the kind of entry changes
  * (HSET overwrites a live entry's fields, which are the same every time).
+ * Returns how many operations changed their key.
  */
 static const char *apply_lua =
-"local cur = redis.call('HGET', KEYS[1], 'v')\n"
-"if cur then\n"
-"  local c, n = tonumber(cur), tonumber(ARGV[2])\n"
-"  if c > n then return 0 end\n"
-"  local live = redis.call('HEXISTS', KEYS[1], 'user_id') == 1\n"
-"  if c == n then\n"
-"    if ARGV[1] == 's' and live then\n"
-"      redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
-"      return 2\n"
+"local a, applied = 1, 0\n"
+"for i = 1, #KEYS do\n"
+"  local k, kind, exp, nf = KEYS[i], ARGV[a], ARGV[a + 2], tonumber(ARGV[a + 3])\n"
+"  local n = tonumber(ARGV[a + 1])\n"
+"  local cur = redis.call('HGET', k, 'v')\n"
+"  local go = true\n"
+"  if cur then\n"
+"    local c = tonumber(cur)\n"
+"    if c > n then\n"
+"      go = false\n"
+"    else\n"
+"      local live = redis.call('HEXISTS', k, 'user_id') == 1\n"
+"      if c == n then\n"
+"        if kind == 's' and live then redis.call('EXPIREAT', k, exp) end\n"
+"        go = false\n"
+"      elseif kind ~= 's' or not live then\n"
+"        redis.call('DEL', k)\n"
+"      end\n"
 "    end\n"
-"    return 0\n"
 "  end\n"
-"  if ARGV[1] ~= 's' or not live then redis.call('DEL', KEYS[1]) end\n"
+"  if go then\n"
+"    if kind == 's' then\n"
+"      redis.call('HSET', k, 'v', ARGV[a + 1], unpack(ARGV, a + 4, a + 3 + nf))\n"
+"    elseif kind == 'r' then\n"
+"      redis.call('HSET', k, 'revoked', '1', 'v', ARGV[a + 1])\n"
+"    else\n"
+"      redis.call('HSET', k, 'v', ARGV[a + 1])\n"
+"    end\n"
+"    redis.call('EXPIREAT', k, exp)\n"
+"    applied = applied + 1\n"
+"  end\n"
+"  a = a + 4 + nf\n"
 "end\n"
-"if ARGV[1] == 's' then\n"
-"  redis.call('HSET', KEYS[1], 'v', ARGV[2], unpack(ARGV, 4))\n"
-"elseif ARGV[1] == 'r' then\n"
-"  redis.call('HSET', KEYS[1], 'revoked', '1', 'v', ARGV[2])\n"
-"else\n"
-"  redis.call('HSET', KEYS[1], 'v', ARGV[2])\n"
-"end\n"
-"redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
-"return 1\n";
+"return applied\n";
+
+/* Operations per EVALSHA, and the argument words one may need. */
+#define AUTHX_APPLY_CHUNK	64
+#define AUTHX_OP_WORDS		13	/* key + kind, version, expireat, nf + 8 */
+
+/* The text of one operation's arguments. */
+typedef struct OpText
+{
+	char		key[128];
+	char		version[24];
+	char		expireat[24];
+	char		nf[4];
+	char		user[37];
+	char		keyid[37];
+	char		expires[24];
+} OpText;
 
 struct AuthxRedis
 {
@@ -386,57 +417,70 @@ uuid_text(const pg_uuid_t *u, char *out)
 }
 
 /*
- * append_op
- *		Queue one EVALSHA of the apply script in the pipeline, arguments
- *		passed as a vector (no format string to parse per operation).
- *		Sessions carry user_id and expires_at; API keys key_id, user_id,
- *		scopes (space-separated) and expires_at (0: never).
+ * append_chunk
+ *		Queue one EVALSHA of the apply script for ops[0..n) in the pipeline,
+ *		arguments passed as a vector (no format string to parse).  Sessions
+ *		carry user_id and expires_at; API keys key_id, user_id, scopes
+ *		(space-separated) and expires_at (0: never).
  */
 static void
-append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
+append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n)
 {
-	char		key[128];
-	char		hexhash[2 * AUTHX_HASH_LEN + 1];
-	char		version[24];
-	char		expireat[24];
-	char		user[37];
-	char		keyid[37];
-	char		expires[24];
-	const char *argv[16];
-	size_t		lens[16];
+	static OpText text[AUTHX_APPLY_CHUNK];
+	static const char *argv[3 + AUTHX_APPLY_CHUNK * AUTHX_OP_WORDS];
+	static size_t lens[3 + AUTHX_APPLY_CHUNK * AUTHX_OP_WORDS];
+	char		numkeys[8];
 	int			argc = 0;
 	int			i;
 
-	hex(op->hash, AUTHX_HASH_LEN, hexhash);
-	snprintf(key, sizeof(key), "%s%c:%s", prefix, op->type, hexhash);
-	snprintf(version, sizeof(version), INT64_FORMAT, op->version);
-	snprintf(expireat, sizeof(expireat), "%ld", (long) Max(timestamptz_to_time_t(op->expire_at), 1));
+	Assert(n > 0 && n <= AUTHX_APPLY_CHUNK);
+	snprintf(numkeys, sizeof(numkeys), "%d", n);
 	argv[argc++] = "EVALSHA";
 	argv[argc++] = r->sha;
-	argv[argc++] = "1";
-	argv[argc++] = key;
-	argv[argc++] = op->kind == AUTHX_CACHE_SET ? "s" : op->kind == AUTHX_CACHE_REVOKE ? "r" : "f";
-	argv[argc++] = version;
-	argv[argc++] = expireat;
-	if (op->kind == AUTHX_CACHE_SET)
+	argv[argc++] = numkeys;
+	for (i = 0; i < n; i++)
 	{
-		uuid_text(&op->user_id, user);
+		char		hexhash[2 * AUTHX_HASH_LEN + 1];
+
+		hex(ops[i].hash, AUTHX_HASH_LEN, hexhash);
+		snprintf(text[i].key, sizeof(text[i].key), "%s%c:%s", prefix, ops[i].type, hexhash);
+		argv[argc++] = text[i].key;
+	}
+	for (i = 0; i < n; i++)
+	{
+		const AuthxCacheOp *op = &ops[i];
+		OpText	   *t = &text[i];
+		int			nf = 0;
+
+		snprintf(t->version, sizeof(t->version), INT64_FORMAT, op->version);
+		snprintf(t->expireat, sizeof(t->expireat), "%ld",
+				 (long) Max(timestamptz_to_time_t(op->expire_at), 1));
+		argv[argc++] = op->kind == AUTHX_CACHE_SET ? "s" : op->kind == AUTHX_CACHE_REVOKE ? "r" : "f";
+		argv[argc++] = t->version;
+		argv[argc++] = t->expireat;
+		if (op->kind == AUTHX_CACHE_SET)
+			nf = op->type == AUTHX_CACHE_APIKEY ? 8 : 4;
+		snprintf(t->nf, sizeof(t->nf), "%d", nf);
+		argv[argc++] = t->nf;
+		if (nf == 0)
+			continue;
+		uuid_text(&op->user_id, t->user);
 		if (op->expires_at == DT_NOEND)
-			strlcpy(expires, "0", sizeof(expires));
+			strlcpy(t->expires, "0", sizeof(t->expires));
 		else
-			snprintf(expires, sizeof(expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
+			snprintf(t->expires, sizeof(t->expires), "%ld", (long) timestamptz_to_time_t(op->expires_at));
 		if (op->type == AUTHX_CACHE_APIKEY)
 		{
-			uuid_text(&op->key_id, keyid);
+			uuid_text(&op->key_id, t->keyid);
 			argv[argc++] = "key_id";
-			argv[argc++] = keyid;
+			argv[argc++] = t->keyid;
 			argv[argc++] = "scopes";
 			argv[argc++] = op->scopes;
 		}
 		argv[argc++] = "user_id";
-		argv[argc++] = user;
+		argv[argc++] = t->user;
 		argv[argc++] = "expires_at";
-		argv[argc++] = expires;
+		argv[argc++] = t->expires;
 	}
 	for (i = 0; i < argc; i++)
 		lens[i] = strlen(argv[i]);
@@ -445,7 +489,8 @@ append_op(AuthxRedis *r, const char *prefix, const AuthxCacheOp *op)
 
 /*
  * authx_redis_apply
- *		Pipeline the operations and read every reply.  False (with err) when
+ *		Pipeline the operations, AUTHX_APPLY_CHUNK to an EVALSHA, and read
+ *		every reply.  False (with err) when
  *		any failed: the caller keeps them queued and retries, which is
  *		harmless because the script ignores anything not newer.  A NOSCRIPT
  *		(Redis lost its script cache) reloads the script and retries once.
@@ -460,11 +505,15 @@ authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, in
 	{
 		bool		noscript = false;
 		bool		ok = true;
+		int			chunks = 0;
 		int			i;
 
-		for (i = 0; i < n; i++)
-			append_op(r, prefix, &ops[i]);
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i += AUTHX_APPLY_CHUNK)
+		{
+			append_chunk(r, prefix, ops + i, Min(AUTHX_APPLY_CHUNK, n - i));
+			chunks++;
+		}
+		for (i = 0; i < chunks; i++)
 		{
 			redisReply *reply = NULL;
 

@@ -5,9 +5,10 @@
  *
  * One per cluster, attached to shared memory only (no database).  It drains
  * the ring of cache operations (cache.c) in batches of up to
- * AUTHX_WRITER_BATCH, pipelining one EVALSHA per operation, and releases the
- * batch only when every reply is in, so a failure re-sends rather than
- * loses.  It resyncs the whole cache (forget the queue, UNLINK every key
+ * AUTHX_WRITER_BATCH, pipelining one EVALSHA per 64 operations (redis.c),
+ * and releases the batch only when every reply is in, so a failure re-sends
+ * rather than loses.  The batched script needs every key on one Redis: a
+ * Redis Cluster is not supported.  It resyncs the whole cache (forget the queue, UNLINK every key
  * under the prefix) before writing anything whenever operations can have been
  * lost or Redis can hold a state older than ours: when it starts, after a
  * queue overflow, when Redis's run_id changes (a restart, possibly from an
