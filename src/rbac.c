@@ -13,8 +13,10 @@
  *   - the earliest expiry among the grants it was built from has not
  *     passed, so a time-bound grant stops counting at that instant with no
  *     job and no invalidation message.
- * The generation is read before the set is computed, so a change committed
- * while we compute either shows in the result or makes the entry stale.  A
+ * The generation is read before the set is computed with a fresh snapshot
+ * (READ COMMITTED), so a change committed while we compute either shows in
+ * the result or makes the entry stale; under REPEATABLE READ, whose snapshot
+ * may be older than the generation, answers are computed but not cached.  A
  * transaction that changed RBAC itself bypasses the cache until it ends (it
  * must see its own changes; nobody else may see them).  Without
  * shared_preload_libraries there is no counter, and every call computes.
@@ -180,8 +182,9 @@ rbac_xact_callback(XactEvent event, void *arg)
 PG_FUNCTION_INFO_V1(authx_rbac_changed);
 
 /*
- * authx._rbac_changed() — AFTER ... FOR EACH STATEMENT on the RBAC tables
- * and on users' status: every permission cache is stale once we commit.
+ * authx._rbac_changed() — AFTER ... FOR EACH ROW on the RBAC tables and on
+ * users' status (FOR EACH STATEMENT for TRUNCATE): every permission cache is
+ * stale once we commit.
  */
 Datum
 authx_rbac_changed(PG_FUNCTION_ARGS)
@@ -267,7 +270,11 @@ resolve(const pg_uuid_t *user_id, TimestampTz now, char **blob, Size *size, int 
 	}
 	values[0] = UUIDPGetDatum(user_id);
 	values[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(resolve_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	/*
+	 * Not read-only: in READ COMMITTED that takes a snapshot now, after the
+	 * caller read the generation, so what we cache is at least that recent.
+	 */
+	if (SPI_execute_plan(resolve_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "authx: permission query failed");
 
 	*valid_until = DT_NOEND;
@@ -329,7 +336,13 @@ authx_has_permission(PG_FUNCTION_ARGS)
 	int			wlen = VARSIZE_ANY_EXHDR(perm);
 	int			wcolon;
 	TimestampTz now = GetCurrentTimestamp();
+	/*
+	 * In REPEATABLE READ the query would see the transaction's snapshot,
+	 * possibly older than the generation: answer from the cache, but do not
+	 * fill it.
+	 */
 	bool		cacheable = authx_shared != NULL && !rbac_dirty;
+	bool		fill = !IsolationUsesXactSnapshot();
 	uint64		generation = 0;
 	PermEntry  *e;
 	bool		found;
@@ -364,6 +377,8 @@ authx_has_permission(PG_FUNCTION_ARGS)
 	authx_stat_add(AUTHX_STAT_RBAC_CACHE_MISSES, 1);
 	resolve(user_id, now, &blob, &size, &n, &valid_until);
 	result = blob_covers(blob, n, w, wlen, wcolon);
+	if (!fill)
+		PG_RETURN_BOOL(result);
 
 	/* Full: start over rather than track recency; misses are cheap enough. */
 	if (e == NULL && hash_get_num_entries(perm_cache) >= AUTHX_PERM_CACHE_MAX)

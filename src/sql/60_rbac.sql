@@ -88,16 +88,45 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'authx_rbac_changed'
 LANGUAGE C;
 COMMENT ON FUNCTION authx._rbac_changed() IS
-'Internal. Statement trigger: the permission caches of all backends are invalidated when the transaction commits.';
+'Internal. Trigger: the permission caches of all backends are invalidated when the transaction commits.';
 
-CREATE TRIGGER roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON authx.roles
+-- Row triggers, so a statement that changes nothing (a purge that finds no
+-- expired grant, a revoke of what was not granted) leaves caches alone;
+-- TRUNCATE has only a statement form.  Deleting a user deletes their grants,
+-- which fires the user_roles trigger.
+CREATE TRIGGER roles_changed AFTER INSERT OR UPDATE OR DELETE ON authx.roles
+FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed();
+CREATE TRIGGER role_permissions_changed AFTER INSERT OR UPDATE OR DELETE ON authx.role_permissions
+FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed();
+CREATE TRIGGER user_roles_changed AFTER INSERT OR UPDATE OR DELETE ON authx.user_roles
+FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed();
+CREATE TRIGGER roles_truncated AFTER TRUNCATE ON authx.roles
 FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed();
-CREATE TRIGGER role_permissions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON authx.role_permissions
+CREATE TRIGGER role_permissions_truncated AFTER TRUNCATE ON authx.role_permissions
 FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed();
-CREATE TRIGGER user_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON authx.user_roles
+CREATE TRIGGER user_roles_truncated AFTER TRUNCATE ON authx.user_roles
 FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed();
-CREATE TRIGGER users_status_rbac AFTER UPDATE OF status OR DELETE ON authx.users
-FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed();
+CREATE TRIGGER users_status_rbac AFTER UPDATE OF status ON authx.users
+FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+EXECUTE FUNCTION authx._rbac_changed();
+
+-- A deleted user holds no roles (a disabled one keeps them for when it is
+-- enabled again; they do not count meanwhile).
+CREATE FUNCTION authx._user_deleted_roles()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM authx.user_roles ur WHERE ur.user_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION authx._user_deleted_roles() IS 'Internal. Trigger: deletes the role grants of a user who is deleted.';
+
+CREATE TRIGGER users_deleted_roles AFTER UPDATE OF status ON authx.users
+FOR EACH ROW WHEN (NEW.status = 'deleted' AND OLD.status IS DISTINCT FROM NEW.status)
+EXECUTE FUNCTION authx._user_deleted_roles();
 
 -- Internal: the effective permissions of a user at p_now, one row per
 -- (permission, direct grant it comes through) with that grant's expiry.
@@ -253,8 +282,10 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_perm text := (authx._permissions_normalize(ARRAY[role_grant.permission], 'permission'))[1];
+    v_perm text;
 BEGIN
+    PERFORM authx._require(role_grant.permission, 'permission');
+    v_perm := (authx._permissions_normalize(ARRAY[role_grant.permission], 'permission'))[1];
     PERFORM authx._role_require(role_grant.role);
     INSERT INTO authx.role_permissions (role, permission) VALUES (role_grant.role, v_perm)
     ON CONFLICT DO NOTHING;
@@ -275,8 +306,10 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_perm text := (authx._permissions_normalize(ARRAY[role_revoke.permission], 'permission'))[1];
+    v_perm text;
 BEGIN
+    PERFORM authx._require(role_revoke.permission, 'permission');
+    v_perm := (authx._permissions_normalize(ARRAY[role_revoke.permission], 'permission'))[1];
     PERFORM authx._role_require(role_revoke.role);
     DELETE FROM authx.role_permissions rp WHERE rp.role = role_revoke.role AND rp.permission = v_perm;
     IF NOT FOUND THEN
@@ -388,7 +421,7 @@ AS $$
          WHERE ro.parent IS NOT NULL AND r.depth < 64
     )
     SELECT DISTINCT ON (r.role) r.role, r.granted_at, r.expires_at, r.via
-      FROM r ORDER BY r.role, r.via NULLS FIRST, r.expires_at DESC NULLS FIRST;
+      FROM r ORDER BY r.role, r.via IS NOT NULL, r.expires_at DESC NULLS FIRST, r.via;
 $$;
 COMMENT ON FUNCTION authx.user_roles(uuid) IS
 'Lists the roles a user holds now: direct grants (inherited_from NULL) and the roles they inherit, each once, with the grant''s expiry.';

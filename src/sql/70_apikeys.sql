@@ -381,31 +381,31 @@ BEGIN
                                 apikey_update.rate_window, apikey_update.remaining,
                                 apikey_update.refill_amount, apikey_update.refill_interval);
     IF apikey_update.name IS NOT NULL THEN
-        k.name := btrim(apikey_update.name); v_changed := v_changed || 'name';
+        k.name := btrim(apikey_update.name); v_changed := v_changed || 'name'::text;
     END IF;
     IF apikey_update.scopes IS NOT NULL THEN
-        k.scopes := authx._permissions_normalize(apikey_update.scopes, 'scope'); v_changed := v_changed || 'scopes';
+        k.scopes := authx._permissions_normalize(apikey_update.scopes, 'scope'); v_changed := v_changed || 'scopes'::text;
     END IF;
     IF apikey_update.expires_at IS NOT NULL OR 'expires_at' = ANY (v_clear) THEN
-        k.expires_at := apikey_update.expires_at; v_changed := v_changed || 'expires_at';
+        k.expires_at := apikey_update.expires_at; v_changed := v_changed || 'expires_at'::text;
     END IF;
     IF apikey_update.rate_limit IS NOT NULL OR 'rate_limit' = ANY (v_clear) THEN
-        k.rate_limit := apikey_update.rate_limit; v_changed := v_changed || 'rate_limit';
+        k.rate_limit := apikey_update.rate_limit; v_changed := v_changed || 'rate_limit'::text;
     END IF;
     IF apikey_update.rate_window IS NOT NULL THEN
-        k.rate_window := apikey_update.rate_window; v_changed := v_changed || 'rate_window';
+        k.rate_window := apikey_update.rate_window; v_changed := v_changed || 'rate_window'::text;
     END IF;
     IF 'refill' = ANY (v_clear) THEN
         k.refill_amount := NULL; k.refill_interval := NULL; k.refilled_at := NULL;
-        v_changed := v_changed || 'refill';
+        v_changed := v_changed || 'refill'::text;
     END IF;
     IF apikey_update.refill_amount IS NOT NULL THEN
         k.refill_amount := apikey_update.refill_amount; k.refill_interval := apikey_update.refill_interval;
         k.refilled_at := now(); k.remaining := coalesce(k.remaining, apikey_update.refill_amount);
-        v_changed := v_changed || 'refill';
+        v_changed := v_changed || 'refill'::text;
     END IF;
     IF apikey_update.remaining IS NOT NULL OR 'remaining' = ANY (v_clear) THEN
-        k.remaining := apikey_update.remaining; v_changed := v_changed || 'remaining';
+        k.remaining := apikey_update.remaining; v_changed := v_changed || 'remaining'::text;
     END IF;
     IF k.refill_interval IS NOT NULL AND k.remaining IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'a key that refills needs remaining uses',

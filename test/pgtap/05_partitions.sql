@@ -52,7 +52,7 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
 -- ================================================================ premake
 SELECT authx.maintenance_run() AS r0 \gset
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
-          ARRAY['audit_log', 'sessions'], 'maintenance_run reports the audit_log and sessions passes');
+          ARRAY['api_keys', 'audit_log', 'roles', 'sessions'], 'maintenance_run reports the audit_log, sessions, api_keys and roles passes');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),
