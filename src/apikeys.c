@@ -335,7 +335,7 @@ authx_apikey_usage_pending(PG_FUNCTION_ARGS)
  *		Worker side: add the counters to authx.api_key_usage in one
  *		transaction, then subtract what was written.  A failed transaction
  *		writes and subtracts nothing; the next turn retries.  Returns the
- *		number of (key, hour) entries written.
+ *		number of (key, hour) entries looked at.
  */
 int
 authx_apikey_usage_persist(void)
@@ -346,6 +346,7 @@ authx_apikey_usage_persist(void)
 	int			k;
 	SPIPlanPtr	plan;
 	Oid			argtypes[4] = {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+	TimestampTz keep_after;
 
 	if (usage == NULL)
 		return 0;
@@ -366,7 +367,11 @@ authx_apikey_usage_persist(void)
 					   4, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "authx: could not prepare usage upsert: %s", SPI_result_code_string(SPI_result));
+	keep_after = hour_of(GetCurrentTimestamp()) - 2 * USECS_PER_HOUR;
 	for (i = 0; i < ncopies; i++)
+	{
+		bool		written = false;
+
 		for (k = 0; k < KEY_NUM_CODES; k++)
 		{
 			Datum		values[4];
@@ -379,7 +384,17 @@ authx_apikey_usage_persist(void)
 			values[3] = Int64GetDatum((int64) copies[i].counts[k]);
 			if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "authx: usage upsert failed");
+			written = written || SPI_processed > 0;
 		}
+
+		/*
+		 * A key we cannot see is either deleted or not committed yet (its
+		 * creating transaction verified it): keep its counts for another
+		 * turn, but not past two hours, so a deleted key's go.
+		 */
+		if (!written && copies[i].hour >= keep_after)
+			copies[i].slot = -1;
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -389,8 +404,11 @@ authx_apikey_usage_persist(void)
 	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_EXCLUSIVE);
 	for (i = 0; i < ncopies; i++)
 	{
-		UsageEntry *e = &usage[copies[i].slot];
+		UsageEntry *e;
 
+		if (copies[i].slot < 0)
+			continue;
+		e = &usage[copies[i].slot];
 		if (e->hour != copies[i].hour || memcmp(&e->key_id, &copies[i].key_id, UUID_LEN) != 0)
 			continue;
 		for (k = 0; k < KEY_NUM_CODES; k++)
@@ -555,10 +573,21 @@ hash_matches(TupleTableSlot *slot, AttrNumber att, const uint8 *hash)
 		authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN);
 }
 
+/*
+ * interval_us
+ *		An interval as a fixed length, the way extract(epoch FROM ...) counts
+ *		it (a day is 24 hours, a month 30 days, a year 365.25 days), so the
+ *		SQL side (_apikey_consume, apikey_list) agrees with us in every
+ *		TimeZone.
+ */
 static int64
 interval_us(const Interval *iv)
 {
-	return iv->time + ((int64) iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	int64		years = iv->month / MONTHS_PER_YEAR;
+	int64		months = iv->month % MONTHS_PER_YEAR;
+
+	return iv->time + ((int64) iv->day + months * DAYS_PER_MONTH) * USECS_PER_DAY +
+		(int64) (years * DAYS_PER_YEAR * USECS_PER_DAY);
 }
 
 /*
@@ -667,10 +696,14 @@ scopes_joined(Datum scopes, char *out, Size outlen)
 	out[0] = '\0';
 	for (i = 0; i < n; i++)
 	{
-		text	   *t = DatumGetTextPP(elems[i]);
-		Size		len = VARSIZE_ANY_EXHDR(t);
+		text	   *t;
+		Size		len;
 
-		if (nulls[i] || used + len + (used ? 1 : 0) + 1 > outlen)
+		if (nulls[i])
+			return false;
+		t = DatumGetTextPP(elems[i]);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (used + len + (used ? 1 : 0) + 1 > outlen)
 			return false;
 		if (used)
 			out[used++] = ' ';

@@ -596,10 +596,17 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 		for (i = 0; i < n && cacheable; i++)
 		{
-			text	   *t = DatumGetTextPP(elems[i]);
-			Size		len = VARSIZE_ANY_EXHDR(t);
+			text	   *t;
+			Size		len;
 
-			cacheable = !nulls[i] && used + len + (used ? 1 : 0) + 1 <= sizeof(op.scopes);
+			if (nulls[i])
+			{
+				cacheable = false;
+				break;
+			}
+			t = DatumGetTextPP(elems[i]);
+			len = VARSIZE_ANY_EXHDR(t);
+			cacheable = used + len + (used ? 1 : 0) + 1 <= sizeof(op.scopes);
 			if (!cacheable)
 				break;
 			if (used)

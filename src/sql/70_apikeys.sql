@@ -15,7 +15,7 @@ CREATE TABLE authx.api_keys (
     prev_until      timestamptz,
     user_id         uuid NOT NULL REFERENCES authx.users (id) ON DELETE CASCADE,
     name            text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
-    scopes          text[] COLLATE "C" NOT NULL DEFAULT '{}',
+    scopes          text[] COLLATE "C" NOT NULL DEFAULT '{}' CHECK (array_position(scopes, NULL) IS NULL),
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz,
@@ -227,7 +227,7 @@ RETURNS authx.apikey_verification
 AS 'MODULE_PATHNAME', 'authx_apikey_verify'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION authx.apikey_verify(text, text, integer) IS
-'Verifies an API key: code is valid, not_found, revoked, expired, disabled (owner disabled or deleted), insufficient_scope, rate_limited (retry_after set) or usage_exceeded. A valid answer spends cost from the rate limit and the remaining uses. Never raises on a malformed key; raises 22023 for a malformed scope or a negative cost.';
+'Verifies an API key: code is valid, not_found, revoked, expired, disabled (owner disabled or deleted), insufficient_scope, rate_limited (retry_after set, NULL when the cost exceeds the whole limit) or usage_exceeded. A valid answer spends cost from the rate limit and the remaining uses (cost 0 spends and checks neither). Never raises on a malformed key; raises 22023 for a malformed scope or a negative cost.';
 
 -- Internal: spend p_cost uses, after a refill if one is due, under the row
 -- lock; NULL when not enough are left.  Called by apikey_verify as the
@@ -241,6 +241,7 @@ DECLARE
     k       authx.api_keys;
     v_left  integer;
     v_at    timestamptz;
+    v_step  interval;
 BEGIN
     SELECT * INTO k FROM authx.api_keys WHERE id = p_id FOR NO KEY UPDATE;
     IF NOT FOUND OR k.remaining IS NULL THEN
@@ -248,12 +249,15 @@ BEGIN
     END IF;
     v_left := k.remaining;
     v_at := k.refilled_at;
-    IF k.refill_interval IS NOT NULL AND p_now >= k.refilled_at + k.refill_interval THEN
+    -- Intervals count as fixed lengths (a day is 24 hours, a month 30
+    -- days), whatever the session's TimeZone, as in apikey_verify's C.
+    v_step := make_interval(secs => extract(epoch FROM k.refill_interval));
+    IF k.refill_interval IS NOT NULL AND p_now >= k.refilled_at + v_step THEN
         v_left := k.refill_amount;
         -- Whole intervals since the last refill: a key idle for a week gets
         -- one refill, on the interval grid it started on.
-        v_at := k.refilled_at + k.refill_interval
-                * floor(extract(epoch FROM p_now - k.refilled_at) / extract(epoch FROM k.refill_interval));
+        v_at := k.refilled_at + v_step
+                * floor(extract(epoch FROM p_now - k.refilled_at) / extract(epoch FROM v_step));
         IF v_at > p_now THEN
             v_at := p_now;
         END IF;
@@ -440,7 +444,8 @@ AS $$
                 WHEN k.owner_disabled THEN 'disabled'
                 ELSE 'active' END,
            k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.rate_limit, k.rate_window,
-           CASE WHEN k.refill_interval IS NOT NULL AND clock_timestamp() >= k.refilled_at + k.refill_interval
+           CASE WHEN k.refill_interval IS NOT NULL
+                     AND clock_timestamp() >= k.refilled_at + make_interval(secs => extract(epoch FROM k.refill_interval))
                 THEN k.refill_amount ELSE k.remaining END,
            k.refill_amount, k.refill_interval,
            CASE WHEN k.prev_until > clock_timestamp() AND k.revoked_at IS NULL THEN k.prev_until END
@@ -465,14 +470,14 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT u.code, sum(u.count)::bigint
       FROM (SELECT a.code, a.count FROM authx.api_key_usage a
-             WHERE a.key_id = apikey_usage.key_id AND a.hour >= date_trunc('hour', apikey_usage.since)
+             WHERE a.key_id = apikey_usage.key_id AND a.hour >= date_trunc('hour', apikey_usage.since, 'UTC')
             UNION ALL
             SELECT p.code, p.count FROM authx._apikey_usage_pending(apikey_usage.key_id) p
-             WHERE p.hour >= date_trunc('hour', apikey_usage.since)) u
+             WHERE p.hour >= date_trunc('hour', apikey_usage.since, 'UTC')) u
      GROUP BY u.code ORDER BY u.code;
 $$;
 COMMENT ON FUNCTION authx.apikey_usage(uuid, timestamptz) IS
-'Returns how many verifications of the key answered each code since the start of the hour holding since (counts are kept per hour). Includes counts not yet persisted.';
+'Returns how many verifications of the key answered each code since the start of the (UTC) hour holding since (counts are kept per hour). Includes counts not yet persisted.';
 
 -- Housekeeping called by maintenance_run: keys revoked or expired more than
 -- 30 days ago (their usage rows go with them) and usage older than 90 days.
