@@ -2,25 +2,47 @@
 --
 -- Covers:
 --   * the exact list of extension member objects (functions with their
---     signatures, tables, views, the type, the sequence) from pg_depend;
+--     signatures, tables, views, the types, the sequence) from pg_depend;
 --   * functions_are / views_are / types_are / sequences_are on schema authx,
 --     so no stray object lives next to the extension's;
---   * columns of authx.users, audit_log, sessions, lockouts and the views
---     stats and active_lockouts; sessions.version is bigint NOT NULL
---     DEFAULT 1;
+--   * columns of authx.users, audit_log, sessions, lockouts, roles,
+--     role_permissions, user_roles, api_keys, api_key_usage and the views
+--     stats and active_lockouts; sessions.version and api_keys.version are
+--     bigint NOT NULL DEFAULT 1;
 --   * the triggers on authx tables, exactly, with their full definitions
---     (users_status_revoke_sessions, sessions_version, sessions_cache);
---     their functions: _sessions_version PL/pgSQL, _sessions_cache C,
---     neither SECURITY DEFINER;
+--     (users_status_revoke_sessions, sessions_version, sessions_cache, the
+--     RBAC row triggers roles_changed, role_permissions_changed,
+--     user_roles_changed, their TRUNCATE statement twins roles_truncated,
+--     role_permissions_truncated, user_roles_truncated, users_status_rbac
+--     (row, on a status change only), users_deleted_roles, the
+--     roles_check_cycle row trigger, api_keys_version, api_keys_cache,
+--     users_status_apikeys); their functions: _sessions_version,
+--     _roles_check_cycle, _user_deleted_roles and _user_status_apikeys
+--     PL/pgSQL, _sessions_cache, _rbac_changed and _api_keys_cache C, none
+--     SECURITY DEFINER;
+--   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
+--     apikey_verify (PARALLEL UNSAFE) are VOLATILE and not SECURITY
+--     DEFINER; _permission_valid is IMMUTABLE STRICT PARALLEL SAFE C;
 --   * cache_sync(timeout interval DEFAULT 30 s) RETURNS void and
 --     cache_status() RETURNS jsonb: C, VOLATILE, PARALLEL RESTRICTED,
 --     cache_sync STRICT, neither SECURITY DEFINER;
+--   * the row type apikey_verification (what apikey_verify returns), its
+--     attributes in order;
 --   * the severity enum labels and their order; the partial unique email
 --     index; audit_log range-partitioned on "at" with a DEFAULT partition;
 --   * sessions: unique token_hash index under the name session_validate
 --     (C) looks up, 32-byte hash check, FK to users ON DELETE CASCADE;
 --     lockouts: one row per (user, ip) with NULL ip counted as a value;
---   * pg_extension_config_dump registrations (what pg_dump keeps);
+--   * the text columns compared bytewise (COLLATE "C"): role names,
+--     permissions, scopes, key prefixes, usage codes;
+--   * roles, role_permissions, user_roles, api_keys, api_key_usage: their
+--     indexes (user_roles_pkey, which user_grant names in ON CONFLICT, and
+--     api_keys_prefix_key, which apikey_verify (C) looks up, included) and
+--     all their constraints (name and permission checks, no self-parent,
+--     cascades to permissions and grants, none from a parent, key checks,
+--     no NULL scope element);
+--   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
+--     roles and permissions left out (WHERE NOT seeded);
 --   * every function has a COMMENT;
 --   * exactly the expected functions are SECURITY DEFINER, and each pins
 --     search_path to exactly "pg_catalog, pg_temp" (only
@@ -29,10 +51,13 @@
 --     DEFINER;
 --   * no function is executable by PUBLIC (proacl inspected), PUBLIC has no
 --     privilege on schema, tables, views or sequence; the per-role EXECUTE
---     grants are exactly the documented ones;
+--     grants are exactly the documented ones (the API key functions,
+--     has_permission, user_permissions, user_roles for authx_app; role
+--     and grant management for authx_admin); table grants are SELECT for
+--     authx_admin only, never on api_keys;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(49);
+SELECT plan(60);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -44,6 +69,14 @@ SELECT set_eq(
        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
          AND d.deptype = 'e' AND e.extname = 'authx'$$,
     ARRAY[
+        'function authx._api_keys_cache()',
+        'function authx._apikey_check(text,timestamp with time zone,integer,interval,integer,integer,interval)',
+        'function authx._apikey_consume(uuid,integer,timestamp with time zone)',
+        'function authx._apikey_lock(uuid)',
+        'function authx._apikey_new(text)',
+        'function authx._apikey_touch(uuid,timestamp with time zone)',
+        'function authx._apikey_usage_pending(uuid)',
+        'function authx._apikeys_purge(timestamp with time zone)',
         'function authx._audit_tx(text,authx.severity,uuid,jsonb)',
         'function authx._email_normalize(text)',
         'function authx._lockout_clear(uuid,inet)',
@@ -54,7 +87,14 @@ SELECT set_eq(
         'function authx._password_check(text,text)',
         'function authx._password_hash(text,boolean,text)',
         'function authx._password_rehash(uuid,text,text)',
+        'function authx._permission_valid(text)',
+        'function authx._permissions_normalize(text[],text)',
+        'function authx._rbac_changed()',
+        'function authx._rbac_purge(timestamp with time zone)',
+        'function authx._rbac_resolve(uuid,timestamp with time zone)',
         'function authx._require(anyelement,text)',
+        'function authx._role_require(text)',
+        'function authx._roles_check_cycle()',
         'function authx._session_insert(uuid,inet,text,interval)',
         'function authx._session_token_hash(text)',
         'function authx._sessions_cache()',
@@ -63,17 +103,33 @@ SELECT set_eq(
         'function authx._setting_interval(text,interval)',
         'function authx._stats()',
         'function authx._token_new(text)',
+        'function authx._user_deleted_roles()',
         'function authx._user_lock(uuid)',
         'function authx._user_set_status(uuid,text,text)',
+        'function authx._user_status_apikeys()',
         'function authx._user_status_revoke()',
+        'function authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
+        'function authx.apikey_list(uuid)',
+        'function authx.apikey_revoke(uuid)',
+        'function authx.apikey_rotate(uuid,interval)',
+        'function authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
+        'function authx.apikey_usage(uuid,timestamp with time zone)',
+        'function authx.apikey_verify(text,text,integer)',
         'function authx.audit(text,text,uuid,inet,jsonb,text)',
         'function authx.audit_flush(interval)',
         'function authx.cache_status()',
         'function authx.cache_sync(interval)',
+        'function authx.has_permission(uuid,text)',
         'function authx.login(text,text,inet,text)',
         'function authx.maintenance_run()',
         'function authx.password_set(uuid,text)',
         'function authx.password_verify(uuid,text)',
+        'function authx.role_create(text,text,text)',
+        'function authx.role_drop(text)',
+        'function authx.role_grant(text,text)',
+        'function authx.role_list()',
+        'function authx.role_revoke(text,text)',
+        'function authx.role_set_parent(text,text)',
         'function authx.session_create(uuid,inet,text,interval)',
         'function authx.session_info(text)',
         'function authx.session_revoke(text)',
@@ -87,13 +143,23 @@ SELECT set_eq(
         'function authx.user_enable(uuid)',
         'function authx.user_find(text)',
         'function authx.user_get(uuid)',
+        'function authx.user_grant(uuid,text,timestamp with time zone)',
+        'function authx.user_permissions(uuid)',
+        'function authx.user_revoke(uuid,text)',
+        'function authx.user_roles(uuid)',
         'function authx.user_unlock(uuid)',
         'sequence authx.audit_log_id_seq',
+        'table authx.api_key_usage',
+        'table authx.api_keys',
         'table authx.audit_log',
         'table authx.audit_log_default',
         'table authx.lockouts',
+        'table authx.role_permissions',
+        'table authx.roles',
         'table authx.sessions',
+        'table authx.user_roles',
         'table authx.users',
+        'type authx.apikey_verification',
         'type authx.severity',
         'view authx.active_lockouts',
         'view authx.audit_partitions',
@@ -114,21 +180,31 @@ SELECT is_empty(
 );
 
 SELECT functions_are('authx', ARRAY[
+    '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock', '_apikey_new', '_apikey_touch',
+    '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
-    '_password_rehash', '_require', '_session_insert', '_session_token_hash', '_sessions_cache',
+    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rbac_changed', '_rbac_purge',
+    '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
+    '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
-    '_setting_interval', '_stats', '_token_new', '_user_lock', '_user_set_status', '_user_status_revoke',
-    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'login', 'maintenance_run', 'password_set', 'password_verify',
+    '_setting_interval', '_stats', '_token_new', '_user_deleted_roles', '_user_lock', '_user_set_status',
+    '_user_status_apikeys', '_user_status_revoke',
+    'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
+    'apikey_verify',
+    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission', 'login', 'maintenance_run',
+    'password_set', 'password_verify',
+    'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions',
-    'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_unlock'
+    'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
+    'user_permissions', 'user_revoke', 'user_roles', 'user_unlock'
 ], 'schema authx has exactly the extension functions');
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 44,
-          'schema authx has exactly 44 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 79,
+          'schema authx has exactly 79 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -143,17 +219,20 @@ SELECT is_empty(
 
 SELECT views_are('authx', ARRAY['active_lockouts', 'audit_partitions', 'stats'],
                  'schema authx has exactly the views active_lockouts, audit_partitions, stats');
-SELECT types_are('authx', ARRAY['severity'], 'schema authx has exactly the type severity');
+SELECT types_are('authx', ARRAY['apikey_verification', 'severity'],
+                 'schema authx has exactly the types apikey_verification and severity');
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the five members.
+-- are not members; every other table must be one of the ten members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
-         AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts')
+         AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
+                               'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
-    'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts and daily partitions'
+    'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
+    'role_permissions, user_roles, api_keys, api_key_usage and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -211,6 +290,106 @@ SELECT is(pg_catalog.pg_get_indexdef('authx.lockouts_key'::regclass),
           'CREATE UNIQUE INDEX lockouts_key ON authx.lockouts USING btree (user_id, ip) NULLS NOT DISTINCT',
           'lockouts: one row per (user_id, ip), the account row (ip NULL) included');
 
+-- Roles and API keys.
+SELECT columns_are('authx', 'roles', ARRAY['name', 'parent', 'description', 'created_at', 'seeded'],
+                   'authx.roles columns');
+SELECT columns_are('authx', 'role_permissions', ARRAY['role', 'permission', 'granted_at', 'seeded'],
+                   'authx.role_permissions columns');
+SELECT columns_are('authx', 'user_roles', ARRAY['user_id', 'role', 'granted_at', 'expires_at'],
+                   'authx.user_roles columns');
+SELECT columns_are('authx', 'api_keys', ARRAY[
+    'id', 'prefix', 'key_hash', 'prev_hash', 'prev_until', 'user_id', 'name', 'scopes', 'created_at',
+    'updated_at', 'expires_at', 'rate_limit', 'rate_window', 'remaining', 'refill_amount', 'refill_interval',
+    'refilled_at', 'last_used_at', 'revoked_at', 'revoke_reason', 'owner_disabled', 'version'
+], 'authx.api_keys columns (no key column: only hashes)');
+SELECT columns_are('authx', 'api_key_usage', ARRAY['key_id', 'hour', 'code', 'count'], 'authx.api_key_usage columns');
+SELECT is((SELECT ROW(pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                      pg_catalog.pg_get_expr(d.adbin, d.adrelid))::text
+             FROM pg_catalog.pg_attribute a
+             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = 'authx.api_keys'::regclass AND a.attname = 'version' AND NOT a.attisdropped),
+          '(bigint,t,1)', 'api_keys.version is bigint NOT NULL DEFAULT 1');
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+       WHERE a.attrelid = (SELECT typrelid FROM pg_catalog.pg_type WHERE oid = 'authx.apikey_verification'::regtype)
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum$$,
+    $$VALUES ('code', 'text'), ('key_id', 'uuid'), ('user_id', 'uuid'), ('scopes', 'text[]'),
+             ('remaining', 'integer'), ('rate_limit_remaining', 'integer'), ('retry_after', 'interval')$$,
+    'apikey_verification: code, key_id, user_id, scopes, remaining, rate_limit_remaining, retry_after'
+);
+SELECT set_eq(
+    $$SELECT c.relname::text, a.attname::text FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+       WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0
+         AND NOT a.attisdropped AND a.attcollation = 'pg_catalog."C"'::regcollation$$,
+    $$VALUES ('roles', 'name'), ('roles', 'parent'), ('role_permissions', 'role'),
+             ('role_permissions', 'permission'), ('user_roles', 'role'), ('api_keys', 'prefix'),
+             ('api_keys', 'scopes'), ('api_key_usage', 'code')$$,
+    'role names, permissions, scopes, key prefixes and usage codes (only they) are COLLATE "C"'
+);
+-- apikey_verify (C) finds api_keys_prefix_key by name; user_grant names
+-- user_roles_pkey in ON CONFLICT.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.roles'::regclass, 'authx.role_permissions'::regclass, 'authx.user_roles'::regclass,
+                            'authx.api_keys'::regclass, 'authx.api_key_usage'::regclass)$$,
+    $$VALUES ('authx.roles_pkey', 'CREATE UNIQUE INDEX roles_pkey ON authx.roles USING btree (name)'),
+             ('authx.roles_parent_idx', 'CREATE INDEX roles_parent_idx ON authx.roles USING btree (parent)'),
+             ('authx.role_permissions_pkey',
+              'CREATE UNIQUE INDEX role_permissions_pkey ON authx.role_permissions USING btree (role, permission)'),
+             ('authx.user_roles_pkey', 'CREATE UNIQUE INDEX user_roles_pkey ON authx.user_roles USING btree (user_id, role)'),
+             ('authx.user_roles_role_idx', 'CREATE INDEX user_roles_role_idx ON authx.user_roles USING btree (role)'),
+             ('authx.api_keys_pkey', 'CREATE UNIQUE INDEX api_keys_pkey ON authx.api_keys USING btree (id)'),
+             ('authx.api_keys_prefix_key', 'CREATE UNIQUE INDEX api_keys_prefix_key ON authx.api_keys USING btree (prefix)'),
+             ('authx.api_keys_user_idx', 'CREATE INDEX api_keys_user_idx ON authx.api_keys USING btree (user_id)'),
+             ('authx.api_key_usage_pkey',
+              'CREATE UNIQUE INDEX api_key_usage_pkey ON authx.api_key_usage USING btree (key_id, hour, code)')$$,
+    'indexes of roles, role_permissions, user_roles, api_keys, api_key_usage are exactly these'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.roles'::regclass, 'authx.role_permissions'::regclass, 'authx.user_roles'::regclass,
+                            'authx.api_keys'::regclass, 'authx.api_key_usage'::regclass)$$,
+    $$VALUES ('authx.roles', 'roles_pkey', 'PRIMARY KEY (name)'),
+             ('authx.roles', 'roles_name_check', 'CHECK ((name ~ ''^[a-z][a-z0-9_.-]{0,62}$''::text))'),
+             ('authx.roles', 'roles_check', 'CHECK ((parent IS DISTINCT FROM name))'),
+             ('authx.roles', 'roles_parent_fkey', 'FOREIGN KEY (parent) REFERENCES authx.roles(name)'),
+             ('authx.role_permissions', 'role_permissions_pkey', 'PRIMARY KEY (role, permission)'),
+             ('authx.role_permissions', 'role_permissions_permission_check', 'CHECK (authx._permission_valid(permission))'),
+             ('authx.role_permissions', 'role_permissions_role_fkey',
+              'FOREIGN KEY (role) REFERENCES authx.roles(name) ON DELETE CASCADE'),
+             ('authx.user_roles', 'user_roles_pkey', 'PRIMARY KEY (user_id, role)'),
+             ('authx.user_roles', 'user_roles_user_id_fkey',
+              'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('authx.user_roles', 'user_roles_role_fkey', 'FOREIGN KEY (role) REFERENCES authx.roles(name) ON DELETE CASCADE'),
+             ('authx.api_keys', 'api_keys_pkey', 'PRIMARY KEY (id)'),
+             ('authx.api_keys', 'api_keys_prefix_key', 'UNIQUE (prefix)'),
+             ('authx.api_keys', 'api_keys_prefix_check', 'CHECK ((prefix ~ ''^[0-9a-f]{12}$''::text))'),
+             ('authx.api_keys', 'api_keys_key_hash_check', 'CHECK ((octet_length(key_hash) = 32))'),
+             ('authx.api_keys', 'api_keys_prev_hash_check', 'CHECK ((octet_length(prev_hash) = 32))'),
+             ('authx.api_keys', 'api_keys_user_id_fkey', 'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('authx.api_keys', 'api_keys_name_check', 'CHECK (((length(name) >= 1) AND (length(name) <= 200)))'),
+             ('authx.api_keys', 'api_keys_scopes_check', 'CHECK ((array_position(scopes, NULL::text) IS NULL))'),
+             ('authx.api_keys', 'api_keys_rate_limit_check', 'CHECK ((rate_limit > 0))'),
+             ('authx.api_keys', 'api_keys_rate_window_check',
+              'CHECK (((rate_window >= ''00:00:01''::interval) AND (rate_window <= ''366 days''::interval)))'),
+             ('authx.api_keys', 'api_keys_remaining_check', 'CHECK ((remaining >= 0))'),
+             ('authx.api_keys', 'api_keys_refill_amount_check', 'CHECK ((refill_amount > 0))'),
+             ('authx.api_keys', 'api_keys_refill_interval_check', 'CHECK ((refill_interval >= ''00:00:01''::interval))'),
+             ('authx.api_keys', 'api_keys_check', 'CHECK (((refill_amount IS NULL) = (refill_interval IS NULL)))'),
+             ('authx.api_keys', 'api_keys_check1',
+              'CHECK (((refill_interval IS NULL) OR ((remaining IS NOT NULL) AND (refilled_at IS NOT NULL))))'),
+             ('authx.api_keys', 'api_keys_check2', 'CHECK (((prev_hash IS NULL) = (prev_until IS NULL)))'),
+             ('authx.api_key_usage', 'api_key_usage_pkey', 'PRIMARY KEY (key_id, hour, code)'),
+             ('authx.api_key_usage', 'api_key_usage_count_check', 'CHECK ((count >= 0))'),
+             ('authx.api_key_usage', 'api_key_usage_key_id_fkey',
+              'FOREIGN KEY (key_id) REFERENCES authx.api_keys(id) ON DELETE CASCADE')$$,
+    'constraints of roles, role_permissions, user_roles, api_keys, api_key_usage are exactly these '
+    '(a parent cannot be dropped from under a child; permissions and grants go with their role, grants, keys and usage with their user or key; '
+    'no NULL scope element)'
+);
+
 SELECT is_partitioned('authx', 'audit_log', 'audit_log is partitioned');
 SELECT is(pg_catalog.pg_get_partkeydef('authx.audit_log'::regclass), 'RANGE (at)', 'audit_log is range-partitioned on at');
 SELECT is(
@@ -219,9 +398,14 @@ SELECT is(
     'DEFAULT', 'audit_log_default is the DEFAULT partition of audit_log');
 
 SELECT set_eq(
-    $$SELECT unnest(extconfig)::regclass::text FROM pg_catalog.pg_extension WHERE extname = 'authx'$$,
-    ARRAY['authx.users', 'authx.audit_log_default', 'authx.audit_log_id_seq', 'authx.sessions', 'authx.lockouts'],
-    'pg_dump keeps users, audit_log_default, the id sequence, sessions and lockouts (pg_extension_config_dump)'
+    $$SELECT c::regclass::text, w FROM pg_catalog.pg_extension,
+             unnest(extconfig, extcondition) AS x(c, w) WHERE extname = 'authx'$$,
+    $$VALUES ('authx.users', ''), ('authx.audit_log_default', ''), ('authx.audit_log_id_seq', ''),
+             ('authx.sessions', ''), ('authx.lockouts', ''), ('authx.roles', 'WHERE NOT seeded'),
+             ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
+             ('authx.api_key_usage', '')$$,
+    'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
+    'api_key_usage, and roles and role_permissions but the seeded rows (pg_extension_config_dump)'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -241,8 +425,48 @@ SELECT set_eq(
               'EXECUTE FUNCTION authx._sessions_version()'),
              ('authx.sessions', 'sessions_cache',
               'CREATE TRIGGER sessions_cache AFTER INSERT OR DELETE OR UPDATE ON authx.sessions FOR EACH ROW '
-              'EXECUTE FUNCTION authx._sessions_cache()')$$,
-    'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache'
+              'EXECUTE FUNCTION authx._sessions_cache()'),
+             ('authx.roles', 'roles_changed',
+              'CREATE TRIGGER roles_changed AFTER INSERT OR DELETE OR UPDATE ON authx.roles '
+              'FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.role_permissions', 'role_permissions_changed',
+              'CREATE TRIGGER role_permissions_changed AFTER INSERT OR DELETE OR UPDATE ON authx.role_permissions '
+              'FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.user_roles', 'user_roles_changed',
+              'CREATE TRIGGER user_roles_changed AFTER INSERT OR DELETE OR UPDATE ON authx.user_roles '
+              'FOR EACH ROW EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.roles', 'roles_truncated',
+              'CREATE TRIGGER roles_truncated AFTER TRUNCATE ON authx.roles '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.role_permissions', 'role_permissions_truncated',
+              'CREATE TRIGGER role_permissions_truncated AFTER TRUNCATE ON authx.role_permissions '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.user_roles', 'user_roles_truncated',
+              'CREATE TRIGGER user_roles_truncated AFTER TRUNCATE ON authx.user_roles '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.users', 'users_status_rbac',
+              'CREATE TRIGGER users_status_rbac AFTER UPDATE OF status ON authx.users FOR EACH ROW '
+              'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._rbac_changed()'),
+             ('authx.users', 'users_deleted_roles',
+              'CREATE TRIGGER users_deleted_roles AFTER UPDATE OF status ON authx.users FOR EACH ROW '
+              'WHEN (((new.status = ''deleted''::text) AND (old.status IS DISTINCT FROM new.status))) '
+              'EXECUTE FUNCTION authx._user_deleted_roles()'),
+             ('authx.roles', 'roles_check_cycle',
+              'CREATE TRIGGER roles_check_cycle BEFORE INSERT OR UPDATE OF parent ON authx.roles FOR EACH ROW '
+              'EXECUTE FUNCTION authx._roles_check_cycle()'),
+             ('authx.api_keys', 'api_keys_version',
+              'CREATE TRIGGER api_keys_version BEFORE UPDATE ON authx.api_keys FOR EACH ROW '
+              'EXECUTE FUNCTION authx._sessions_version()'),
+             ('authx.api_keys', 'api_keys_cache',
+              'CREATE TRIGGER api_keys_cache AFTER INSERT OR DELETE OR UPDATE ON authx.api_keys FOR EACH ROW '
+              'EXECUTE FUNCTION authx._api_keys_cache()'),
+             ('authx.users', 'users_status_apikeys',
+              'CREATE TRIGGER users_status_apikeys AFTER UPDATE OF status ON authx.users FOR EACH ROW '
+              'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._user_status_apikeys()')$$,
+    'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
+    'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
+    'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
+    'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -266,6 +490,28 @@ SELECT set_eq(
     'cache functions: _sessions_version plpgsql, _sessions_cache C, cache_sync STRICT void, '
     'cache_status jsonb; none SECURITY DEFINER'
 );
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.oid IN ('authx._rbac_changed()'::regprocedure, 'authx._roles_check_cycle()'::regprocedure,
+                       'authx._api_keys_cache()'::regprocedure, 'authx._user_status_apikeys()'::regprocedure,
+                       'authx._user_deleted_roles()'::regprocedure,
+                       'authx.has_permission(uuid,text)'::regprocedure,
+                       'authx.apikey_verify(text,text,integer)'::regprocedure,
+                       'authx._permission_valid(text)'::regprocedure)$$,
+    $$VALUES ('authx._rbac_changed()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx._roles_check_cycle()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx._api_keys_cache()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx._user_status_apikeys()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx._user_deleted_roles()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx.has_permission(uuid,text)', 'c', false, 'v', 'r', true, 'boolean'),
+             ('authx.apikey_verify(text,text,integer)', 'c', false, 'v', 'u', false, 'authx.apikey_verification'),
+             ('authx._permission_valid(text)', 'c', false, 'i', 's', true, 'boolean')$$,
+    'RBAC and API key triggers and hot paths: _rbac_changed, _api_keys_cache C, _roles_check_cycle, '
+    '_user_deleted_roles, _user_status_apikeys plpgsql; has_permission STRICT, apikey_verify returns apikey_verification, both '
+    'VOLATILE C; _permission_valid IMMUTABLE STRICT PARALLEL SAFE C; none SECURITY DEFINER'
+);
 SELECT is(pg_catalog.pg_get_function_arguments('authx.cache_sync(interval)'::regprocedure),
           'timeout interval DEFAULT ''00:00:30''::interval',
           'cache_sync(timeout interval DEFAULT ''30 seconds'')');
@@ -286,11 +532,24 @@ SELECT set_eq(
         'authx._audit_tx(text,authx.severity,uuid,jsonb)',
         'authx._maintenance_run_at(timestamp with time zone)',
         'authx._partitions_maintain(regclass,integer,integer,timestamp with time zone)',
+        'authx._rbac_resolve(uuid,timestamp with time zone)',
+        'authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
+        'authx.apikey_list(uuid)',
+        'authx.apikey_revoke(uuid)',
+        'authx.apikey_rotate(uuid,interval)',
+        'authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
+        'authx.apikey_usage(uuid,timestamp with time zone)',
         'authx.audit(text,text,uuid,inet,jsonb,text)',
         'authx.login(text,text,inet,text)',
         'authx.maintenance_run()',
         'authx.password_set(uuid,text)',
         'authx.password_verify(uuid,text)',
+        'authx.role_create(text,text,text)',
+        'authx.role_drop(text)',
+        'authx.role_grant(text,text)',
+        'authx.role_list()',
+        'authx.role_revoke(text,text)',
+        'authx.role_set_parent(text,text)',
         'authx.session_create(uuid,inet,text,interval)',
         'authx.session_info(text)',
         'authx.session_revoke(text)',
@@ -303,6 +562,10 @@ SELECT set_eq(
         'authx.user_enable(uuid)',
         'authx.user_find(text)',
         'authx.user_get(uuid)',
+        'authx.user_grant(uuid,text,timestamp with time zone)',
+        'authx.user_permissions(uuid)',
+        'authx.user_revoke(uuid,text)',
+        'authx.user_roles(uuid)',
         'authx.user_unlock(uuid)'
     ],
     'exactly the expected functions are SECURITY DEFINER'
@@ -390,6 +653,18 @@ SELECT set_eq(
              ('authx.session_revoke(text)', 'authx_app'),
              ('authx.session_revoke_id(uuid)', 'authx_app'),
              ('authx.session_revoke_all(uuid,text)', 'authx_app'),
+             ('authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
+              'authx_app'),
+             ('authx.apikey_verify(text,text,integer)', 'authx_app'),
+             ('authx.apikey_rotate(uuid,interval)', 'authx_app'),
+             ('authx.apikey_revoke(uuid)', 'authx_app'),
+             ('authx.apikey_list(uuid)', 'authx_app'),
+             ('authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
+              'authx_app'),
+             ('authx.apikey_usage(uuid,timestamp with time zone)', 'authx_app'),
+             ('authx.has_permission(uuid,text)', 'authx_app'),
+             ('authx.user_permissions(uuid)', 'authx_app'),
+             ('authx.user_roles(uuid)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -398,7 +673,15 @@ SELECT set_eq(
              ('authx.user_unlock(uuid)', 'authx_admin'),
              ('authx.cache_sync(interval)', 'authx_admin'),
              ('authx.cache_status()', 'authx_admin'),
-             ('authx._stats()', 'authx_admin')$$,
+             ('authx._stats()', 'authx_admin'),
+             ('authx.role_create(text,text,text)', 'authx_admin'),
+             ('authx.role_set_parent(text,text)', 'authx_admin'),
+             ('authx.role_drop(text)', 'authx_admin'),
+             ('authx.role_grant(text,text)', 'authx_admin'),
+             ('authx.role_revoke(text,text)', 'authx_admin'),
+             ('authx.role_list()', 'authx_admin'),
+             ('authx.user_grant(uuid,text,timestamp with time zone)', 'authx_admin'),
+             ('authx.user_revoke(uuid,text)', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones'
 );
 
@@ -411,8 +694,13 @@ SELECT set_eq(
     $$VALUES ('active_lockouts', 'authx_admin', 'SELECT'),
              ('audit_log', 'authx_admin', 'SELECT'),
              ('audit_partitions', 'authx_admin', 'SELECT'),
-             ('stats', 'authx_admin', 'SELECT')$$,
-    'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats for authx_admin'
+             ('stats', 'authx_admin', 'SELECT'),
+             ('roles', 'authx_admin', 'SELECT'),
+             ('role_permissions', 'authx_admin', 'SELECT'),
+             ('user_roles', 'authx_admin', 'SELECT'),
+             ('api_key_usage', 'authx_admin', 'SELECT')$$,
+    'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
+    'role_permissions, user_roles, api_key_usage for authx_admin (nothing on api_keys)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

@@ -12,17 +12,31 @@
 --     session and lockout settings, cannot call cache_sync / cache_status
 --     nor the trigger functions _sessions_version / _sessions_cache, cannot
 --     read authx.redis_url (SHOW, current_setting) — all 42501 — nor turn
---     the cache off for its session (SET authx.redis_url: 55P02); can use
---     its fourteen functions, and user_get never exposes a password hash;
+--     the cache off for its session (SET authx.redis_url: 55P02); cannot
+--     manage roles and grants (role_create, role_set_parent, role_drop,
+--     role_grant, role_revoke, role_list, user_grant, user_revoke), read
+--     or write authx.roles, role_permissions, user_roles, api_keys,
+--     api_key_usage, nor call the RBAC and API key internals (_rbac_*,
+--     _role_require, _permission*, _roles_check_cycle, _user_deleted_roles,
+--     _apikey*, _api_keys_cache, _user_status_apikeys) — all 42501; can
+--     use its twenty-four functions (the API key functions,
+--     has_permission, user_permissions and user_roles included), and
+--     user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
 --     included) and not the raw authx.lockouts; calls the admin functions
 --     (maintenance_run() with the real clock, user_unlock, cache_sync,
---     cache_status), but still cannot call internals (_maintenance_run_at
---     with a fake clock included, the cache trigger functions) nor write to
---     the audit trail, users or sessions, nor read authx.redis_url (it may
---     hold a password); authx.redis_url is in no row of pg_settings;
+--     cache_status), manages roles and grants (role_create,
+--     role_set_parent, role_grant, role_revoke, role_list, user_grant,
+--     user_revoke, role_drop) and reads authx.roles, role_permissions,
+--     user_roles and api_key_usage, but still cannot call internals
+--     (_maintenance_run_at with a fake clock included, the cache trigger
+--     functions, _rbac_resolve, _rbac_purge, _apikeys_purge, the trigger
+--     function _user_deleted_roles) nor write to the audit trail, users,
+--     sessions or the RBAC tables, nor read authx.api_keys (key hashes) or
+--     authx.redis_url (it may hold a password); authx.redis_url is in no
+--     row of pg_settings;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
 --     non-NULL arguments, so a STRICT function cannot short-circuit).
@@ -34,13 +48,16 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(152);
+SELECT plan(260);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
 SET authx.password_opslimit = 1;
 
 SELECT authx.user_create('pgtap-privs-1@example.com', 'privs password 1') AS uid \gset
+-- A role and a grant for the application to ask about.
+SELECT authx.role_create('pgtap_privs_role', 'guest') AS r1, authx.role_grant('pgtap_privs_role', 'privs:read') AS r2,
+       authx.user_grant(:'uid', 'pgtap_privs_role') AS r3 \gset
 
 -- ================================================================ authx_app
 SET ROLE authx_app;
@@ -109,6 +126,42 @@ SELECT throws_ok($$SELECT current_setting('authx.redis_url')$$, '42501', NULL,
                  'app: cannot read authx.redis_url with current_setting');
 SELECT throws_ok($$SET authx.redis_url = ''$$, '55P02', NULL,
                  'app: cannot turn the cache off for its session (authx.redis_url is sighup: 55P02)');
+-- Roles and permissions, API keys.
+SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
+  FROM (VALUES
+    ('call role_create', $$SELECT authx.role_create('pgtap_privs_app')$$),
+    ('call role_set_parent', $$SELECT authx.role_set_parent('pgtap_privs_role', NULL)$$),
+    ('call role_drop', $$SELECT authx.role_drop('pgtap_privs_role')$$),
+    ('call role_grant', $$SELECT authx.role_grant('pgtap_privs_role', '*:*')$$),
+    ('call role_revoke', $$SELECT authx.role_revoke('pgtap_privs_role', 'privs:read')$$),
+    ('call role_list', 'SELECT * FROM authx.role_list()'),
+    ('call user_grant (grant itself admin)', format($$SELECT authx.user_grant(%L, 'admin')$$, :'uid')),
+    ('call user_revoke', format($$SELECT authx.user_revoke(%L, 'pgtap_privs_role')$$, :'uid')),
+    ('SELECT authx.roles', 'SELECT * FROM authx.roles'),
+    ('SELECT authx.role_permissions', 'SELECT * FROM authx.role_permissions'),
+    ('SELECT authx.user_roles', 'SELECT * FROM authx.user_roles'),
+    ('INSERT into authx.user_roles', format($$INSERT INTO authx.user_roles (user_id, role) VALUES (%L, 'admin')$$, :'uid')),
+    ('INSERT into authx.role_permissions',
+     $$INSERT INTO authx.role_permissions (role, permission) VALUES ('pgtap_privs_role', '*:*')$$),
+    ('SELECT authx.api_keys', 'SELECT id FROM authx.api_keys'),
+    ('SELECT authx.api_key_usage', 'SELECT * FROM authx.api_key_usage'),
+    ('call _rbac_resolve (another user''s permissions)', format('SELECT * FROM authx._rbac_resolve(%L, now())', :'uid')),
+    ('call _rbac_purge', 'SELECT authx._rbac_purge(now())'),
+    ('call _role_require', $$SELECT authx._role_require('admin')$$),
+    ('call _permission_valid', $$SELECT authx._permission_valid('a:b')$$),
+    ('call _permissions_normalize', $$SELECT authx._permissions_normalize('{a:b}', 'permission')$$),
+    ('call _rbac_changed', 'SELECT authx._rbac_changed()'),
+    ('call _roles_check_cycle', 'SELECT authx._roles_check_cycle()'),
+    ('call _user_deleted_roles', 'SELECT authx._user_deleted_roles()'),
+    ('call _apikey_new (mint a key)', 'SELECT * FROM authx._apikey_new()'),
+    ('call _apikey_check', $$SELECT authx._apikey_check('x', NULL, NULL, NULL, NULL, NULL, NULL)$$),
+    ('call _apikey_consume', $$SELECT authx._apikey_consume('00000000-0000-0000-0000-000000000000', 1, now())$$),
+    ('call _apikey_touch', $$SELECT authx._apikey_touch('00000000-0000-0000-0000-000000000000', now())$$),
+    ('call _apikey_lock', $$SELECT authx._apikey_lock('00000000-0000-0000-0000-000000000000')$$),
+    ('call _apikey_usage_pending', $$SELECT * FROM authx._apikey_usage_pending('00000000-0000-0000-0000-000000000000')$$),
+    ('call _apikeys_purge', 'SELECT authx._apikeys_purge(now())'),
+    ('call _api_keys_cache', 'SELECT authx._api_keys_cache()'),
+    ('call _user_status_apikeys', 'SELECT authx._user_status_apikeys()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -125,6 +178,17 @@ SELECT session_token AS app_tok2 FROM authx.session_create(:'uid') \gset
 SELECT is(authx.session_revoke(:'app_tok2'), true, 'app: session_create and session_revoke work');
 SELECT is(authx.session_revoke_id((SELECT session_id FROM authx.sessions(:'uid'))), true, 'app: session_revoke_id works');
 SELECT is(authx.session_revoke_all(:'uid'), 0, 'app: session_revoke_all works');
+SELECT is(authx.has_permission(:'uid', 'privs:read'), true, 'app: has_permission works');
+SELECT is(authx.user_permissions(:'uid'), '{privs:read}', 'app: user_permissions works');
+SELECT is((SELECT array_agg(role ORDER BY role) FROM authx.user_roles(:'uid')), ARRAY['guest', 'pgtap_privs_role'],
+          'app: user_roles works');
+SELECT key_id AS app_key_id, api_key AS app_key FROM authx.apikey_create(:'uid', 'privs key', '{privs:read}') \gset
+SELECT is((SELECT code FROM authx.apikey_verify(:'app_key', 'privs:read')), 'valid', 'app: apikey_create and apikey_verify work');
+SELECT is((SELECT count(*) FROM authx.apikey_list(:'uid'))::int, 1, 'app: apikey_list works');
+SELECT lives_ok(format('SELECT authx.apikey_update(%L)', :'app_key_id'), 'app: apikey_update may be called');
+SELECT matches(authx.apikey_rotate(:'app_key_id'), '^axk_', 'app: apikey_rotate works');
+SELECT lives_ok(format('SELECT * FROM authx.apikey_usage(%L)', :'app_key_id'), 'app: apikey_usage works');
+SELECT is(authx.apikey_revoke(:'app_key_id'), true, 'app: apikey_revoke works');
 
 RESET ROLE;
 
@@ -182,6 +246,33 @@ SELECT is(authx.password_verify(:'uid', 'privs password 2'), true, 'admin inheri
 SELECT lives_ok($$SELECT authx.audit_flush('30 seconds')$$, 'admin: audit_flush works');
 -- After audit_flush: this holds the maintenance advisory lock until ROLLBACK.
 SELECT lives_ok('SELECT authx.maintenance_run()', 'admin: maintenance_run() works');
+-- Roles and grants.
+SELECT lives_ok($$SELECT authx.role_create('pgtap_privs_admin', 'pgtap_privs_role', 'made by admin')$$,
+                'admin: role_create works');
+SELECT is(authx.role_grant('pgtap_privs_admin', 'privs:write'), true, 'admin: role_grant works');
+SELECT lives_ok($$SELECT authx.role_set_parent('pgtap_privs_admin', NULL)$$, 'admin: role_set_parent works');
+SELECT lives_ok(format($$SELECT authx.user_grant(%L, 'pgtap_privs_admin')$$, :'uid'), 'admin: user_grant works');
+SELECT is(authx.has_permission(:'uid', 'privs:write'), true, 'admin inherits authx_app: has_permission works');
+SELECT is((SELECT users FROM authx.role_list() WHERE name = 'pgtap_privs_admin'), 1::bigint, 'admin: role_list works');
+SELECT is((SELECT count(*) FROM authx.roles WHERE name = 'pgtap_privs_admin')::int, 1, 'admin: can read authx.roles');
+SELECT is((SELECT count(*) FROM authx.role_permissions WHERE role = 'pgtap_privs_admin')::int, 1,
+          'admin: can read authx.role_permissions');
+SELECT is((SELECT count(*) FROM authx.user_roles WHERE user_id = :'uid')::int, 2, 'admin: can read authx.user_roles');
+SELECT lives_ok('SELECT count(*) FROM authx.api_key_usage', 'admin: can read authx.api_key_usage');
+SELECT throws_ok('SELECT id FROM authx.api_keys', '42501', NULL, 'admin: cannot read authx.api_keys (key hashes)');
+SELECT throws_ok($$INSERT INTO authx.roles (name) VALUES ('pgtap_privs_direct')$$, '42501', NULL,
+                 'admin: cannot INSERT into authx.roles');
+SELECT throws_ok($$UPDATE authx.user_roles SET expires_at = NULL$$, '42501', NULL, 'admin: cannot UPDATE authx.user_roles');
+SELECT throws_ok('DELETE FROM authx.role_permissions', '42501', NULL, 'admin: cannot DELETE from authx.role_permissions');
+SELECT throws_ok(format('SELECT * FROM authx._rbac_resolve(%L, now())', :'uid'), '42501', NULL,
+                 'admin: cannot call _rbac_resolve');
+SELECT throws_ok($$SELECT authx._rbac_purge(now() + interval '10 years')$$, '42501', NULL, 'admin: cannot call _rbac_purge');
+SELECT throws_ok($$SELECT authx._apikeys_purge(now() + interval '10 years')$$, '42501', NULL,
+                 'admin: cannot call _apikeys_purge');
+SELECT throws_ok('SELECT authx._user_deleted_roles()', '42501', NULL, 'admin: cannot call _user_deleted_roles');
+SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
+SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
+SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
 SELECT is(authx.user_delete(:'uid'), true, 'admin: user_delete works');
 
 RESET ROLE;
@@ -202,6 +293,13 @@ SELECT table_privs_are('authx', 'active_lockouts', 'authx_admin', ARRAY['SELECT'
                        'authx_admin has only SELECT on active_lockouts');
 SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
                        'authx_app has no privilege on active_lockouts');
+SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx_admin has only SELECT on %s', t))
+  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage']) t;
+SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
+  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage']) t;
+SELECT table_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[], 'authx_admin has no privilege on api_keys');
+SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
+                            'authx_admin has no privilege on any api_keys column');
 
 -- ================================================================ no grants
 CREATE ROLE pgtap_privs_nobody NOLOGIN;
@@ -225,6 +323,7 @@ SELECT p.oid::regprocedure::text AS fn,
        format('SELECT %s(%s)', p.oid::regproc,
               (SELECT coalesce(string_agg(CASE format_type(t, NULL)
                                    WHEN 'text' THEN $$'x'::text$$
+                                   WHEN 'text[]' THEN $$'{x}'::text[]$$
                                    WHEN 'uuid' THEN $$'00000000-0000-0000-0000-000000000000'::uuid$$
                                    WHEN 'boolean' THEN 'true'
                                    WHEN 'integer' THEN '0'
@@ -241,8 +340,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 44,
-          'a call was built for each of the 44 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 79,
+          'a call was built for each of the 79 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)
