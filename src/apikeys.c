@@ -717,18 +717,22 @@ scopes_joined(Datum scopes, char *out, Size outlen)
 /*
  * consume
  *		Spend cost uses of a metered key through authx._apikey_consume, as the
- *		table owner, under the row lock.  Returns the uses left, or -1 when
- *		too few were (another caller spent them first).
+ *		table owner, under the row lock.  The locked row is the latest one:
+ *		returns its verdict (valid, usage_exceeded, or revoked, expired or
+ *		disabled when that committed while we waited) and sets *left to the
+ *		uses left when known.
  */
-static int32
-consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner)
+static KeyCode
+consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner, int32 *left, bool *left_known)
 {
 	Oid			save_userid;
 	int			save_sec;
 	Datum		values[3];
 	bool		isnull;
 	Datum		d;
-	int32		left;
+	char	   *code;
+	KeyCode		result = KEY_USAGE_EXCEEDED;
+	int			i;
 
 	if (XactReadOnly || RecoveryInProgress())
 		ereport(ERROR,
@@ -744,7 +748,8 @@ consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner)
 	if (consume_plan == NULL)
 	{
 		Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT authx._apikey_consume($1, $2, $3)", 3, argtypes);
+		SPIPlanPtr	plan = SPI_prepare("SELECT code, remaining FROM authx._apikey_consume($1, $2, $3)",
+									   3, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "authx: could not prepare the use counter: %s",
@@ -757,11 +762,17 @@ consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner)
 	values[2] = TimestampTzGetDatum(now);
 	if (SPI_execute_plan(consume_plan, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "authx: the use counter failed");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	left = isnull ? -1 : DatumGetInt32(d);
+	code = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	for (i = 0; code != NULL && i < KEY_NUM_CODES; i++)
+		if (strcmp(code, key_codes[i]) == 0)
+			result = (KeyCode) i;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*left_known = !isnull;
+	if (!isnull)
+		*left = DatumGetInt32(d);
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
-	return left;
+	return result;
 }
 
 typedef struct KeyTouch
@@ -929,12 +940,12 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	}
 	if (code == KEY_VALID && row.has_remaining && cost > 0)
 	{
-		int32		left = consume(&row, cost, now, owner);
+		int32		left = 0;
+		bool		known = false;
 
-		spent = true;
-		if (left < 0)
-			code = KEY_USAGE_EXCEEDED;
-		else
+		code = consume(&row, cost, now, owner, &left, &known);
+		spent = code == KEY_VALID;
+		if (known)
 			row.remaining = left;
 	}
 	if (code == KEY_VALID && !spent &&

@@ -107,6 +107,13 @@ static void
 cache_reset(void)
 {
 	memset(cache, 0, offsetof(AuthxCacheShared, ops));
+	/*
+	 * One pseudo-operation stands for the writer's first resync: until it
+	 * is done, cache_sync waits, because Redis may still hold what was
+	 * true before this shared memory was made (a crash-restart).
+	 */
+	cache->head = cache->tail = 1;
+	cache->done = 0;
 	cache->size = authx_cache_queue_size;
 	ConditionVariableInit(&cache->cv);
 }

@@ -230,30 +230,38 @@ COMMENT ON FUNCTION authx.apikey_verify(text, text, integer) IS
 'Verifies an API key: code is valid, not_found, revoked, expired, disabled (owner disabled or deleted), insufficient_scope, rate_limited (retry_after set, NULL when the cost exceeds the whole limit) or usage_exceeded. A valid answer spends cost from the rate limit and the remaining uses (cost 0 spends and checks neither). Never raises on a malformed key; raises 22023 for a malformed scope or a negative cost.';
 
 -- Internal: spend p_cost uses, after a refill if one is due, under the row
--- lock; NULL when not enough are left.  Called by apikey_verify as the
--- table owner.
-CREATE FUNCTION authx._apikey_consume(p_id uuid, p_cost integer, p_now timestamptz)
-RETURNS integer
+-- lock.  The locked row is the latest: a revocation, expiry or owner
+-- disabling that committed while we waited for the lock wins.  Called by
+-- apikey_verify as the table owner.
+CREATE FUNCTION authx._apikey_consume(p_id uuid, p_cost integer, p_now timestamptz,
+                                      OUT code text, OUT remaining integer)
+RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k       authx.api_keys;
-    v_left  integer;
     v_at    timestamptz;
     v_step  interval;
 BEGIN
     SELECT * INTO k FROM authx.api_keys WHERE id = p_id FOR NO KEY UPDATE;
-    IF NOT FOUND OR k.remaining IS NULL THEN
-        RETURN NULL;
+    IF NOT FOUND OR k.revoked_at IS NOT NULL THEN
+        code := 'revoked';
+        RETURN;
+    ELSIF k.expires_at <= p_now THEN
+        code := 'expired';
+        RETURN;
+    ELSIF k.owner_disabled THEN
+        code := 'disabled';
+        RETURN;
     END IF;
-    v_left := k.remaining;
+    remaining := k.remaining;
     v_at := k.refilled_at;
     -- Intervals count as fixed lengths (a day is 24 hours, a month 30
     -- days), whatever the session's TimeZone, as in apikey_verify's C.
     v_step := make_interval(secs => extract(epoch FROM k.refill_interval));
     IF k.refill_interval IS NOT NULL AND p_now >= k.refilled_at + v_step THEN
-        v_left := k.refill_amount;
+        remaining := k.refill_amount;
         -- Whole intervals since the last refill: a key idle for a week gets
         -- one refill, on the interval grid it started on.
         v_at := k.refilled_at + v_step
@@ -262,16 +270,18 @@ BEGIN
             v_at := p_now;
         END IF;
     END IF;
-    IF v_left < p_cost THEN
-        RETURN NULL;    -- nothing written: spamming a spent key costs no WAL
+    IF remaining IS NULL OR remaining < p_cost THEN
+        code := 'usage_exceeded';    -- nothing written: spamming a spent key costs no WAL
+        RETURN;
     END IF;
-    UPDATE authx.api_keys SET remaining = v_left - p_cost, refilled_at = v_at, last_used_at = p_now
+    remaining := remaining - p_cost;
+    UPDATE authx.api_keys SET remaining = _apikey_consume.remaining, refilled_at = v_at, last_used_at = p_now
      WHERE id = p_id;
-    RETURN v_left - p_cost;
+    code := 'valid';
 END
 $$;
 COMMENT ON FUNCTION authx._apikey_consume(uuid, integer, timestamptz) IS
-'Internal. Spends uses of a metered key under its row lock (refilling first when due); returns what is left, or NULL when too few were.';
+'Internal. Spends uses of a metered key under its row lock (refilling first when due); code is valid, usage_exceeded (remaining = what is left), revoked, expired or disabled as the locked row says.';
 
 -- Internal: last_used_at, at most once per authx.touch_interval, never
 -- waiting for a row someone else holds.
