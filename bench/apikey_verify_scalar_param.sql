@@ -1,0 +1,1 @@
+SELECT authx.apikey_verify(:key);
