@@ -425,6 +425,29 @@ attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
 	return heap_getattr(tup, att, desc, isnull);
 }
 
+/*
+ * trigger_row
+ *		The row an AFTER ROW trigger describes (the new one for an update),
+ *		its descriptor and whether it was deleted; NULL while the cache is
+ *		off.  Raises when not called as an AFTER ROW trigger.
+ */
+static HeapTuple
+trigger_row(FunctionCallInfo fcinfo, const char *name, TupleDesc *desc, bool *deleted)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as an AFTER ROW trigger", name)));
+	if (!authx_cache_enabled())
+		return NULL;
+	*desc = RelationGetDescr(td->tg_relation);
+	*deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
+	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+}
+
 PG_FUNCTION_INFO_V1(authx_sessions_cache);
 
 /*
@@ -435,7 +458,6 @@ PG_FUNCTION_INFO_V1(authx_sessions_cache);
 Datum
 authx_sessions_cache(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
 	TupleDesc	desc;
 	HeapTuple	tup;
 	AuthxCacheOp op;
@@ -445,17 +467,9 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 	bytea	   *hash;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("authx._sessions_cache() must be called as an AFTER ROW trigger")));
-	if (!authx_cache_enabled())
+	tup = trigger_row(fcinfo, "authx._sessions_cache()", &desc, &deleted);
+	if (tup == NULL)
 		return PointerGetDatum(NULL);
-
-	desc = RelationGetDescr(td->tg_relation);
-	deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
-	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 
 	memset(&op, 0, sizeof(op));
 	op.type = AUTHX_CACHE_SESSION;
@@ -564,17 +578,9 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz prev_until;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("authx._api_keys_cache() must be called as an AFTER ROW trigger")));
-	if (!authx_cache_enabled())
+	tup = trigger_row(fcinfo, "authx._api_keys_cache()", &desc, &deleted);
+	if (tup == NULL)
 		return PointerGetDatum(NULL);
-
-	desc = RelationGetDescr(td->tg_relation);
-	deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
-	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 
 	memset(&op, 0, sizeof(op));
 	op.type = AUTHX_CACHE_APIKEY;
