@@ -100,6 +100,8 @@ typedef enum AuthxStat
 	AUTHX_STAT_APIKEY_USAGE_DROPPED,
 	AUTHX_STAT_APIKEY_USAGE_PERSISTED,
 	AUTHX_STAT_RATE_EVICTIONS,
+	AUTHX_STAT_RATE_ALLOWED,
+	AUTHX_STAT_RATE_DENIED,
 	AUTHX_STAT_RBAC_CACHE_HITS,
 	AUTHX_STAT_RBAC_CACHE_MISSES,
 	AUTHX_NUM_STATS
@@ -286,6 +288,7 @@ extern bool authx_owner_subxact(Oid owner, void (*fn) (void *), void *arg);
  */
 #define AUTHX_RATE_SUBJECT_LEN	16
 #define AUTHX_RATE_NS_APIKEY	1
+#define AUTHX_RATE_NS_SUBJECT	2
 
 typedef struct AuthxRateResult
 {

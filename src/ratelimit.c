@@ -29,7 +29,11 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "fmgr.h"
+#include "funcapi.h"
 #include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "authx.h"
 
@@ -190,4 +194,141 @@ authx_rate_consume(uint8 ns, const uint8 *subject, int64 max, int64 per_us, int6
 	SpinLockRelease(&rate->locks[stripe]);
 	if (out->evicted)
 		authx_stat_add(AUTHX_STAT_RATE_EVICTIONS, 1);
+}
+
+/* ----------------------------------------------------------------
+ * SQL: rate_limit, rate_peek
+ * ----------------------------------------------------------------
+ */
+
+static int64
+per_us_checked(Interval *iv)
+{
+	int64		years = iv->month / MONTHS_PER_YEAR;
+	int64		months = iv->month % MONTHS_PER_YEAR;
+	double		us = (double) iv->time + ((double) iv->day + (double) months * DAYS_PER_MONTH) * USECS_PER_DAY +
+		(double) years * DAYS_PER_YEAR * USECS_PER_DAY;
+
+	if (us < 1000.0 || us > 366.0 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("per must be between 1 millisecond and 366 days"),
+				 errhint("Pass a window such as '1 minute'.")));
+	return (int64) us;
+}
+
+static void
+require_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name),
+				 errhint("Pass a non-null %s.", name)));
+}
+
+static Datum
+interval_datum(int64 us)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = us;
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * rate_sql
+ *		The body of rate_limit and rate_peek.  The bucket is keyed by the
+ *		subject and the limit together, so one subject under two limits is
+ *		two buckets rather than one that restarts at every switch.
+ */
+static Datum
+rate_sql(FunctionCallInfo fcinfo, bool peek)
+{
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	text	   *subject;
+	int32		max;
+	int64		per_us;
+	int32		cost = 1;
+	uint8		digest[AUTHX_HASH_LEN];
+	AuthxRateResult rr;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, true};
+	StringInfoData key;
+
+	require_arg(fcinfo, 0, "subject");
+	require_arg(fcinfo, 1, "max");
+	require_arg(fcinfo, 2, "per");
+	subject = PG_GETARG_TEXT_PP(0);
+	max = PG_GETARG_INT32(1);
+	per_us = per_us_checked(PG_GETARG_INTERVAL_P(2));
+	if (!peek)
+	{
+		require_arg(fcinfo, 3, "cost");
+		cost = PG_GETARG_INT32(3);
+	}
+	if (max < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max must be at least 1"),
+				 errhint("Pass how many requests the window allows.")));
+	if (cost < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cost must not be negative"),
+				 errhint("Pass how much of the allowance this request spends, usually 1.")));
+	authx_require_shmem();
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "authx: rate_limit must return a row");
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		fcinfo->flinfo->fn_extra = desc;
+		MemoryContextSwitchTo(old);
+	}
+
+	initStringInfo(&key);
+	appendBinaryStringInfo(&key, VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject));
+	appendStringInfoChar(&key, '\0');
+	appendStringInfo(&key, "%d/" INT64_FORMAT, max, per_us);
+	authx_sha256(key.data, key.len, digest);
+	authx_rate_consume(AUTHX_RATE_NS_SUBJECT, digest, max, per_us, cost, peek, GetCurrentTimestamp(), &rr);
+	authx_stat_add(rr.allowed ? AUTHX_STAT_RATE_ALLOWED : AUTHX_STAT_RATE_DENIED, 1);
+
+	values[0] = BoolGetDatum(rr.allowed);
+	values[1] = Int32GetDatum((int32) Max(Min(rr.remaining, PG_INT32_MAX), 0));
+	values[2] = interval_datum(rr.reset_after_us);
+	if (!rr.allowed && rr.retry_after_us >= 0)
+	{
+		nulls[3] = false;
+		values[3] = interval_datum(rr.retry_after_us);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(authx_rate_limit);
+
+/*
+ * authx.rate_limit(subject text, max integer, per interval, cost integer)
+ *		RETURNS authx.rate_limit_result
+ */
+Datum
+authx_rate_limit(PG_FUNCTION_ARGS)
+{
+	return rate_sql(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(authx_rate_peek);
+
+/*
+ * authx.rate_peek(subject text, max integer, per interval)
+ *		RETURNS authx.rate_limit_result — what rate_limit would answer.
+ */
+Datum
+authx_rate_peek(PG_FUNCTION_ARGS)
+{
+	return rate_sql(fcinfo, true);
 }

@@ -58,6 +58,8 @@ const char *const authx_stat_names[] = {
 	"apikey_usage_dropped",
 	"apikey_usage_persisted",
 	"rate_limit_evictions",
+	"rate_limit_allowed",
+	"rate_limit_denied",
 	"rbac_cache_hits",
 	"rbac_cache_misses",
 };

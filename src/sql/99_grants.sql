@@ -42,7 +42,10 @@ GRANT EXECUTE ON FUNCTION
     authx.apikey_usage(uuid, timestamptz),
     authx.has_permission(uuid, text),
     authx.user_permissions(uuid),
-    authx.user_roles(uuid)
+    authx.user_roles(uuid),
+    authx.rate_limit(text, integer, interval, integer),
+    authx.rate_peek(text, integer, interval),
+    authx.rate_check(text, text, integer)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -65,10 +68,14 @@ GRANT EXECUTE ON FUNCTION
     authx.role_revoke(text, text),
     authx.role_list(),
     authx.user_grant(uuid, text, timestamptz),
-    authx.user_revoke(uuid, text)
+    authx.user_revoke(uuid, text),
+    authx.rate_policy_set(text, integer, interval, text, text),
+    authx.rate_override_set(text, text, integer, interval, boolean, timestamptz, text),
+    authx.rate_override_remove(text, text)
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
-    authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage TO authx_admin;
+    authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,
+    authx.rate_limit_policies, authx.rate_limit_overrides TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,

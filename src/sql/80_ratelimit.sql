@@ -1,0 +1,241 @@
+-- ================================================================
+-- Rate limits (src/ratelimit.c)
+-- ================================================================
+
+-- The answer of rate_limit, rate_peek and rate_check (a named row type:
+-- see authx.apikey_verification for why).
+CREATE TYPE authx.rate_limit_result AS (
+    allowed     boolean,
+    remaining   integer,
+    reset_after interval,
+    retry_after interval
+);
+COMMENT ON TYPE authx.rate_limit_result IS
+'allowed; remaining requests (of cost 1) in the window after this one; reset_after = until the bucket is full again; retry_after = until this request would pass (NULL when allowed, or when it never can: cost above the limit).';
+
+CREATE FUNCTION authx.rate_limit(subject text, max integer, per interval, cost integer DEFAULT 1)
+RETURNS authx.rate_limit_result
+AS 'MODULE_PATHNAME', 'authx_rate_limit'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION authx.rate_limit(text, integer, interval, integer) IS
+'Spends cost from the bucket of subject allowing max per interval (GCRA in shared memory: exact under concurrency, not undone by ROLLBACK). Raises 22004 for NULL arguments, 22023 for max < 1, per outside 1 ms-366 days or a negative cost.';
+
+CREATE FUNCTION authx.rate_peek(subject text, max integer, per interval)
+RETURNS authx.rate_limit_result
+AS 'MODULE_PATHNAME', 'authx_rate_peek'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION authx.rate_peek(text, integer, interval) IS
+'The answer rate_limit(subject, max, per) would give now, without spending anything.';
+
+CREATE TABLE authx.rate_limit_policies (
+    name        text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_.-]{0,62}$'),
+    max         integer NOT NULL CHECK (max > 0),
+    per         interval NOT NULL CHECK (per >= interval '1 millisecond' AND per <= interval '366 days'),
+    store       text NOT NULL DEFAULT 'local' CHECK (store IN ('local')),
+    fail_mode   text NOT NULL DEFAULT 'local' CHECK (fail_mode IN ('local', 'open', 'closed')),
+    description text,
+    seeded      boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE authx.rate_limit_policies IS
+'Named limits used by authx.rate_check: max requests per interval. store is where buckets live (local: this server''s shared memory); fail_mode is what a policy does when its store is unreachable (for stores that can be).';
+INSERT INTO authx.rate_limit_policies (name, max, per, description, seeded) VALUES
+    ('login', 5, '1 minute', 'Login attempts per address and per account.', true),
+    ('register', 3, '1 minute', 'Sign-ups per address.', true),
+    ('refresh', 10, '1 minute', 'Token refreshes per session family.', true),
+    ('mfa', 5, '1 minute', 'MFA code attempts per account.', true),
+    ('api', 100, '1 minute', 'API requests per key or address.', true);
+SELECT pg_catalog.pg_extension_config_dump('authx.rate_limit_policies', 'WHERE NOT seeded');
+
+-- Editing a seeded policy makes it the user's (dumped, restored as edited).
+CREATE FUNCTION authx._rate_policy_unseed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.seeded := false;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION authx._rate_policy_unseed() IS 'Internal. Trigger: an edited seed policy is dumped like any other.';
+
+CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies
+FOR EACH ROW WHEN (OLD.seeded) EXECUTE FUNCTION authx._rate_policy_unseed();
+
+CREATE TABLE authx.rate_limit_overrides (
+    policy     text COLLATE "C" NOT NULL REFERENCES authx.rate_limit_policies (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    subject    text NOT NULL CHECK (length(subject) BETWEEN 1 AND 500),
+    max        integer CHECK (max > 0),
+    per        interval CHECK (per >= interval '1 millisecond' AND per <= interval '366 days'),
+    bypass     boolean NOT NULL DEFAULT false,
+    expires_at timestamptz,
+    reason     text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (policy, subject),
+    CHECK (bypass OR max IS NOT NULL)
+);
+COMMENT ON TABLE authx.rate_limit_overrides IS
+'Per-subject exceptions to a policy: another max (and per), or bypass (never limited), until expires_at if set.';
+SELECT pg_catalog.pg_extension_config_dump('authx.rate_limit_overrides', '');
+
+CREATE FUNCTION authx.rate_check(policy text, subject text, cost integer DEFAULT 1)
+RETURNS authx.rate_limit_result
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p authx.rate_limit_policies;
+    o authx.rate_limit_overrides;
+    r authx.rate_limit_result;
+BEGIN
+    PERFORM authx._require(rate_check.policy, 'policy');
+    PERFORM authx._require(rate_check.subject, 'subject');
+    SELECT * INTO p FROM authx.rate_limit_policies rp WHERE rp.name = rate_check.policy;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('rate limit policy "%s" does not exist', rate_check.policy),
+            HINT = 'See authx.rate_limit_policies; create one with authx.rate_policy_set.';
+    END IF;
+    SELECT * INTO o FROM authx.rate_limit_overrides ro
+     WHERE ro.policy = p.name AND ro.subject = rate_check.subject
+       AND (ro.expires_at IS NULL OR ro.expires_at > clock_timestamp());
+    IF FOUND AND o.bypass THEN
+        r.allowed := true;
+        RETURN r;
+    END IF;
+    -- The bucket is the policy's: the same subject under two policies is two
+    -- buckets (chr(1) cannot occur in a policy name).
+    RETURN authx.rate_limit(p.name || chr(1) || rate_check.subject,
+                            coalesce(o.max, p.max), coalesce(o.per, p.per), rate_check.cost);
+END
+$$;
+COMMENT ON FUNCTION authx.rate_check(text, text, integer) IS
+'rate_limit with the named policy''s limit, or the subject''s override (bypass: always allowed, remaining NULL). Raises 42704 for an unknown policy, 22004 for NULL arguments.';
+
+CREATE FUNCTION authx.rate_policy_set(name text, max integer, per interval, fail_mode text DEFAULT 'local',
+                                      description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM authx._require(rate_policy_set.name, 'name');
+    PERFORM authx._require(rate_policy_set.max, 'max');
+    PERFORM authx._require(rate_policy_set.per, 'per');
+    IF rate_policy_set.name !~ '^[a-z][a-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('invalid policy name "%s"', rate_policy_set.name),
+            HINT = 'A policy name starts with a lowercase letter and has at most 63 of a-z, 0-9, _ . -';
+    END IF;
+    IF rate_policy_set.max < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'max must be at least 1',
+            HINT = 'Pass how many requests the window allows.';
+    END IF;
+    IF rate_policy_set.per < interval '1 millisecond' OR rate_policy_set.per > interval '366 days' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'per must be between 1 millisecond and 366 days',
+            HINT = 'Pass a window such as ''1 minute''.';
+    END IF;
+    IF rate_policy_set.fail_mode IS NULL OR rate_policy_set.fail_mode NOT IN ('local', 'open', 'closed') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid fail_mode "%s"', coalesce(rate_policy_set.fail_mode, 'NULL')),
+            HINT = 'fail_mode is local, open or closed.';
+    END IF;
+    INSERT INTO authx.rate_limit_policies AS rp (name, max, per, fail_mode, description)
+    VALUES (rate_policy_set.name, rate_policy_set.max, rate_policy_set.per, rate_policy_set.fail_mode,
+            rate_policy_set.description)
+    ON CONFLICT ON CONSTRAINT rate_limit_policies_pkey DO UPDATE
+       SET max = EXCLUDED.max, per = EXCLUDED.per, fail_mode = EXCLUDED.fail_mode,
+           description = coalesce(EXCLUDED.description, rp.description);
+    PERFORM authx._audit_tx('rate_limit.policy_set', 'medium', NULL,
+                            jsonb_build_object('policy', rate_policy_set.name, 'max', rate_policy_set.max,
+                                               'per_ms', (extract(epoch FROM rate_policy_set.per) * 1000)::bigint,
+                                               'fail_mode', rate_policy_set.fail_mode));
+END
+$$;
+COMMENT ON FUNCTION authx.rate_policy_set(text, integer, interval, text, text) IS
+'Creates or changes a rate-limit policy (admin). A changed max or per starts every subject''s bucket afresh. Raises 22023 for bad values.';
+
+CREATE FUNCTION authx.rate_override_set(policy text, subject text, max integer DEFAULT NULL,
+                                        per interval DEFAULT NULL, bypass boolean DEFAULT false,
+                                        expires_at timestamptz DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM authx._require(rate_override_set.policy, 'policy');
+    PERFORM authx._require(rate_override_set.subject, 'subject');
+    IF NOT EXISTS (SELECT 1 FROM authx.rate_limit_policies rp WHERE rp.name = rate_override_set.policy) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('rate limit policy "%s" does not exist', rate_override_set.policy),
+            HINT = 'See authx.rate_limit_policies.';
+    END IF;
+    IF NOT coalesce(rate_override_set.bypass, false) AND rate_override_set.max IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'an override needs max or bypass',
+            HINT = 'Pass max (and optionally per) for another limit, or bypass => true.';
+    END IF;
+    IF rate_override_set.max IS NOT NULL AND rate_override_set.max < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'max must be at least 1',
+            HINT = 'Pass how many requests the window allows.';
+    END IF;
+    IF rate_override_set.per IS NOT NULL AND (rate_override_set.per < interval '1 millisecond'
+                                              OR rate_override_set.per > interval '366 days') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'per must be between 1 millisecond and 366 days',
+            HINT = 'Pass a window such as ''1 minute'', or NULL for the policy''s.';
+    END IF;
+    IF rate_override_set.expires_at IS NOT NULL AND rate_override_set.expires_at <= clock_timestamp() THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'expires_at is in the past',
+            HINT = 'Pass a future time, or NULL for an override that does not expire.';
+    END IF;
+    IF length(rate_override_set.subject) NOT BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'subject must have 1-500 characters',
+            HINT = 'Pass the subject exactly as the application passes it to rate_check.';
+    END IF;
+    INSERT INTO authx.rate_limit_overrides AS ro (policy, subject, max, per, bypass, expires_at, reason)
+    VALUES (rate_override_set.policy, rate_override_set.subject, rate_override_set.max, rate_override_set.per,
+            coalesce(rate_override_set.bypass, false), rate_override_set.expires_at, rate_override_set.reason)
+    ON CONFLICT ON CONSTRAINT rate_limit_overrides_pkey DO UPDATE
+       SET max = EXCLUDED.max, per = EXCLUDED.per, bypass = EXCLUDED.bypass,
+           expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason, created_at = now();
+    PERFORM authx._audit_tx('rate_limit.override_set', 'medium', NULL,
+                            jsonb_build_object('policy', rate_override_set.policy, 'subject', rate_override_set.subject,
+                                               'max', rate_override_set.max, 'bypass', coalesce(rate_override_set.bypass, false),
+                                               'expires_at', rate_override_set.expires_at));
+END
+$$;
+COMMENT ON FUNCTION authx.rate_override_set(text, text, integer, interval, boolean, timestamptz, text) IS
+'Gives one subject of a policy another limit, or bypass (admin), until expires_at if set; setting it again replaces it. Raises 42704 for an unknown policy, 22023 for bad values.';
+
+CREATE FUNCTION authx.rate_override_remove(policy text, subject text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM authx.rate_limit_overrides ro
+     WHERE ro.policy = rate_override_remove.policy AND ro.subject = rate_override_remove.subject;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM authx._audit_tx('rate_limit.override_removed', 'medium', NULL,
+                            jsonb_build_object('policy', rate_override_remove.policy,
+                                               'subject', rate_override_remove.subject));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION authx.rate_override_remove(text, text) IS 'Removes a subject''s override (admin); false when there was none.';
+
+-- Housekeeping called by maintenance_run: overrides past their expiry.
+CREATE FUNCTION authx._ratelimit_purge(p_now timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    DELETE FROM authx.rate_limit_overrides ro WHERE ro.expires_at <= p_now;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN jsonb_build_object('overrides_expired', v_n);
+END
+$$;
+COMMENT ON FUNCTION authx._ratelimit_purge(timestamptz) IS 'Internal. Deletes rate-limit overrides that have expired (they stopped counting already).';
