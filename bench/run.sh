@@ -219,13 +219,14 @@ bench_apikeys() {
     # The read path: no key is touched during the run (in real traffic a
     # key's last_used_at is written once per touch_interval).
     psql_ -c "ALTER DATABASE authx_bench SET authx.touch_interval = '1h'"
-    local key s1=() vp=() vs=() hp=() sp=() hs=() te=() vr=() hr=()
+    local key s1=() vp=() vs=() v3=() hp=() sp=() hs=() te=() vr=() hr=()
     key=$(psql_ -tAc "SELECT 'axk_' || lpad(to_hex(4242), 12, '0') || '_' || lpad('4242', 43, 'A')")
     psql_ -c "SELECT code FROM authx.apikey_verify('$key')" >/dev/null
     for _ in $(seq "$ROUNDS"); do
         s1+=("$(tps 2 select1.sql)")
         vp+=("$(tps 2 apikey_verify_param.sql -D key="$key")")
         vs+=("$(tps 2 apikey_verify_scalar_param.sql -D key="$key")")
+        v3+=("$(tps 2 apikey_verify3_param.sql -D key="$key")")
         hp+=("$(tps 2 apikey_handwritten_param.sql -D key="$key")")
         sp+=("$(tps 2 apikey_scope_param.sql -D key="$key" -D scope=docs:read)")
         hs+=("$(tps 2 apikey_handwritten_scope_param.sql -D key="$key" -D scope=docs:read)")
@@ -233,8 +234,8 @@ bench_apikeys() {
         vr+=("$(tps 2 apikey_verify.sql)")
         hr+=("$(tps 2 apikey_handwritten.sql)")
     done
-    local S1 VP VS HP SP HS TE VR HR
-    S1=$(best "${s1[@]}") VP=$(best "${vp[@]}") VS=$(best "${vs[@]}") HP=$(best "${hp[@]}") SP=$(best "${sp[@]}")
+    local S1 VP VS V3 HP SP HS TE VR HR
+    S1=$(best "${s1[@]}") VP=$(best "${vp[@]}") VS=$(best "${vs[@]}") V3=$(best "${v3[@]}") HP=$(best "${hp[@]}") SP=$(best "${sp[@]}")
     HS=$(best "${hs[@]}") TE=$(best "${te[@]}") VR=$(best "${vr[@]}") HR=$(best "${hr[@]}")
 
     echo
@@ -245,6 +246,7 @@ bench_apikeys() {
     row "SELECT 1" "$S1" "1.000" ""
     row "SELECT * FROM authx.apikey_verify(\$1)" "$VP" "$(median_ratio "${vp[*]}" "${s1[*]}")" "$(median_ratio "${vp[*]}" "${hp[*]}")"
     row "SELECT authx.apikey_verify(\$1) (one composite column)" "$VS" "$(median_ratio "${vs[*]}" "${s1[*]}")" "$(median_ratio "${vs[*]}" "${hp[*]}")"
+    row "SELECT code, user_id, scopes FROM authx.apikey_verify(\$1)" "$V3" "$(median_ratio "${v3[*]}" "${s1[*]}")" "$(median_ratio "${v3[*]}" "${hp[*]}")"
     row "hand-written SQL: key_hash = sha256(\$1), live" "$HP" "$(median_ratio "${hp[*]}" "${s1[*]}")" "1.000"
     row "authx.apikey_verify(\$1, 'docs:read')" "$SP" "$(median_ratio "${sp[*]}" "${s1[*]}")" "$(median_ratio "${sp[*]}" "${hs[*]}")"
     row "hand-written SQL, scopes @> '{docs:read}' (no wildcards)" "$HS" "$(median_ratio "${hs[*]}" "${s1[*]}")" "1.000"

@@ -1,0 +1,1 @@
+SELECT code, user_id, scopes FROM authx.apikey_verify(:key);
