@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -52,7 +52,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -293,6 +293,47 @@ SQL
     row "SELECT 1" "$S1" "1.000" ""
     row "authx.has_permission(\$1, 'level1:read') (inherited 3 levels up)" "$HP" "$(median_ratio "${hp[*]}" "${s1[*]}")" "$(median_ratio "${hp[*]}" "${hw[*]}")"
     row "hand-written recursive CTE over the same tables" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"
+}
+
+bench_ratelimit() {
+    local n=100000 per='1 hour' max=1000000000
+    say "ratelimit: one subject and $n random ones, $max per $per (always allowed)"
+    # The hand-written counter a user would write: a fixed window per subject
+    # in a table, one UPSERT per request (transactional, WAL-logged, and
+    # every request for a subject waits for the row lock of the one before).
+    psql_ -c "CREATE TABLE bench.counters (subject text PRIMARY KEY, n int NOT NULL, window_start timestamptz NOT NULL)"
+    # rate_check reads the policy and the overrides: raise api so it stays
+    # allowed.
+    psql_ -c "SELECT authx.rate_policy_set('api', $max, '$per')" >/dev/null
+    [ "$(psql_ -tAc "SELECT allowed FROM authx.rate_check('api', 'key:bench')")" = t ] || die "ratelimit bench: refused"
+    local s1=() fx=() rd=() ck=() hw=() hr=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        fx+=("$(tps 2 ratelimit_fixed.sql -D subject=ip:fixed -D per="$per")")
+        rd+=("$(tps 2 ratelimit_random.sql -D per="$per")")
+        ck+=("$(tps 2 ratelimit_check.sql -D policy=api -D subject=key:bench)")
+        hw+=("$(tps 2 ratelimit_handwritten.sql -D subject=ip:fixed -D per="$per" -D max="$max")")
+        hr+=("$(tps 2 ratelimit_handwritten_random.sql -D per="$per" -D max="$max")")
+    done
+    local denied ev S1 FX RD CK HW HR
+    denied=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'rate_limit_denied'")
+    ev=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'rate_limit_evictions'")
+    [ "$denied" = 0 ] || die "ratelimit bench: $denied calls were refused"
+    S1=$(best "${s1[@]}") FX=$(best "${fx[@]}") RD=$(best "${rd[@]}")
+    CK=$(best "${ck[@]}") HW=$(best "${hw[@]}") HR=$(best "${hr[@]}")
+    echo
+    echo "## Rate limits ($(nproc) cores, 2 clients, prepared, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.rate_limit(\$1, $max, '$per'), one subject" "$FX" "$(median_ratio "${fx[*]}" "${s1[*]}")" "$(median_ratio "${fx[*]}" "${hw[*]}")"
+    row "authx.rate_limit('ip:' || :i, ...), $n subjects" "$RD" "$(median_ratio "${rd[*]}" "${s1[*]}")" "$(median_ratio "${rd[*]}" "${hr[*]}")"
+    row "authx.rate_check('api', \$1) (policy + override lookup)" "$CK" "$(median_ratio "${ck[*]}" "${s1[*]}")" "$(median_ratio "${ck[*]}" "${hw[*]}")"
+    row "hand-written UPSERT counter, one subject" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"
+    row "hand-written UPSERT counter, $n subjects" "$HR" "$(median_ratio "${hr[*]}" "${s1[*]}")" "1.000"
+    echo
+    echo "every call allowed (rate_limit_denied = 0); rate_limit_evictions = $ev"
 }
 
 for section in $SECTIONS; do

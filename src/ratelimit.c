@@ -176,7 +176,8 @@ authx_rate_consume(uint8 ns, const uint8 *subject, int64 max, int64 per_us, int6
 		out->retry_after_us = 0;
 		out->remaining = (int64) ((horizon - (new_tat - now_s)) / per_us);
 		out->reset_after_us = unscale_ceil(new_tat - now_s, max);
-		if (!peek)
+		/* A new bucket that is full anyway (cost 0) is no bucket at all. */
+		if (!peek && (e != NULL || new_tat > now_s))
 		{
 			if (e == NULL)
 			{

@@ -1,0 +1,1 @@
+SELECT * FROM authx.rate_check(:policy, :subject);

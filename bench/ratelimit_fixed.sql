@@ -1,0 +1,1 @@
+SELECT * FROM authx.rate_limit(:subject, 1000000000, :per);
