@@ -306,20 +306,23 @@ bench_ratelimit() {
     # allowed.
     psql_ -c "SELECT authx.rate_policy_set('api', $max, '$per')" >/dev/null
     [ "$(psql_ -tAc "SELECT allowed FROM authx.rate_check('api', 'key:bench')")" = t ] || die "ratelimit bench: refused"
-    local s1=() fx=() rd=() ck=() hw=() hr=()
+    local s1=() fx=() fs=() fa=() rd=() ck=() hw=() hr=()
     for _ in $(seq "$ROUNDS"); do
         s1+=("$(tps 2 select1.sql)")
         fx+=("$(tps 2 ratelimit_fixed.sql -D subject=ip:fixed -D per="$per")")
+        fs+=("$(tps 2 ratelimit_fixed_scalar.sql -D subject=ip:fixed -D per="$per")")
+        fa+=("$(tps 2 ratelimit_fixed_allowed.sql -D subject=ip:fixed -D per="$per")")
         rd+=("$(tps 2 ratelimit_random.sql -D per="$per")")
         ck+=("$(tps 2 ratelimit_check.sql -D policy=api -D subject=key:bench)")
         hw+=("$(tps 2 ratelimit_handwritten.sql -D subject=ip:fixed -D per="$per" -D max="$max")")
         hr+=("$(tps 2 ratelimit_handwritten_random.sql -D per="$per" -D max="$max")")
     done
-    local denied ev S1 FX RD CK HW HR
+    local denied ev S1 FX FS FA RD CK HW HR
     denied=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'rate_limit_denied'")
     ev=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'rate_limit_evictions'")
     [ "$denied" = 0 ] || die "ratelimit bench: $denied calls were refused"
     S1=$(best "${s1[@]}") FX=$(best "${fx[@]}") RD=$(best "${rd[@]}")
+    FS=$(best "${fs[@]}") FA=$(best "${fa[@]}")
     CK=$(best "${ck[@]}") HW=$(best "${hw[@]}") HR=$(best "${hr[@]}")
     echo
     echo "## Rate limits ($(nproc) cores, 2 clients, prepared, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
@@ -327,7 +330,9 @@ bench_ratelimit() {
     row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
     row "---" "---:" "---:" "---:"
     row "SELECT 1" "$S1" "1.000" ""
-    row "authx.rate_limit(\$1, $max, '$per'), one subject" "$FX" "$(median_ratio "${fx[*]}" "${s1[*]}")" "$(median_ratio "${fx[*]}" "${hw[*]}")"
+    row "SELECT * FROM authx.rate_limit(\$1, $max, '$per'), one subject" "$FX" "$(median_ratio "${fx[*]}" "${s1[*]}")" "$(median_ratio "${fx[*]}" "${hw[*]}")"
+    row "SELECT allowed, retry_after FROM authx.rate_limit(...)" "$FA" "$(median_ratio "${fa[*]}" "${s1[*]}")" "$(median_ratio "${fa[*]}" "${hw[*]}")"
+    row "SELECT authx.rate_limit(...) (one composite column)" "$FS" "$(median_ratio "${fs[*]}" "${s1[*]}")" "$(median_ratio "${fs[*]}" "${hw[*]}")"
     row "authx.rate_limit('ip:' || :i, ...), $n subjects" "$RD" "$(median_ratio "${rd[*]}" "${s1[*]}")" "$(median_ratio "${rd[*]}" "${hr[*]}")"
     row "authx.rate_check('api', \$1) (policy + override lookup)" "$CK" "$(median_ratio "${ck[*]}" "${s1[*]}")" "$(median_ratio "${ck[*]}" "${hw[*]}")"
     row "hand-written UPSERT counter, one subject" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"

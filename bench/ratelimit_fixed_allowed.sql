@@ -1,0 +1,1 @@
+SELECT allowed, retry_after FROM authx.rate_limit(:subject, 1000000000, :per);

@@ -1,0 +1,1 @@
+SELECT authx.rate_limit(:subject, 1000000000, :per);
