@@ -210,6 +210,7 @@ per_us_checked(Interval *iv)
 	double		us = (double) iv->time + ((double) iv->day + (double) months * DAYS_PER_MONTH) * USECS_PER_DAY +
 		(double) years * DAYS_PER_YEAR * USECS_PER_DAY;
 
+	/* 1 ms to 366 days, as extract(epoch FROM per) counts them. */
 	if (us < 1000.0 || us > 366.0 * USECS_PER_DAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

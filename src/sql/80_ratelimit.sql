@@ -30,7 +30,7 @@ COMMENT ON FUNCTION authx.rate_peek(text, integer, interval) IS
 CREATE TABLE authx.rate_limit_policies (
     name        text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_.-]{0,62}$'),
     max         integer NOT NULL CHECK (max > 0),
-    per         interval NOT NULL CHECK (per >= interval '1 millisecond' AND per <= interval '366 days'),
+    per         interval NOT NULL CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31622400),
     store       text NOT NULL DEFAULT 'local' CHECK (store IN ('local')),
     fail_mode   text NOT NULL DEFAULT 'local' CHECK (fail_mode IN ('local', 'open', 'closed')),
     description text,
@@ -62,11 +62,36 @@ COMMENT ON FUNCTION authx._rate_policy_unseed() IS 'Internal. Trigger: an edited
 CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies
 FOR EACH ROW WHEN (OLD.seeded) EXECUTE FUNCTION authx._rate_policy_unseed();
 
+-- A restore: CREATE EXTENSION has made the seeds again, then the dump's
+-- COPY brings the edited one under the same name.  The edit wins: it is
+-- written over the seed (which keeps its overrides) instead of colliding.
+CREATE FUNCTION authx._rate_policy_merge_seed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE authx.rate_limit_policies p
+       SET max = NEW.max, per = NEW.per, store = NEW.store, fail_mode = NEW.fail_mode,
+           description = coalesce(NEW.description, p.description), seeded = false
+     WHERE p.name = NEW.name AND p.seeded;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION authx._rate_policy_merge_seed() IS
+'Internal. Trigger: a non-seed row named like a seed policy is written over the seed (a restore of an edited seed).';
+
+CREATE TRIGGER rate_limit_policies_merge_seed BEFORE INSERT ON authx.rate_limit_policies
+FOR EACH ROW WHEN (NOT NEW.seeded) EXECUTE FUNCTION authx._rate_policy_merge_seed();
+
 CREATE TABLE authx.rate_limit_overrides (
     policy     text COLLATE "C" NOT NULL REFERENCES authx.rate_limit_policies (name) ON DELETE CASCADE ON UPDATE CASCADE,
     subject    text NOT NULL CHECK (length(subject) BETWEEN 1 AND 500),
     max        integer CHECK (max > 0),
-    per        interval CHECK (per >= interval '1 millisecond' AND per <= interval '366 days'),
+    per        interval CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31622400),
     bypass     boolean NOT NULL DEFAULT false,
     expires_at timestamptz,
     reason     text,
@@ -130,7 +155,8 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'max must be at least 1',
             HINT = 'Pass how many requests the window allows.';
     END IF;
-    IF rate_policy_set.per < interval '1 millisecond' OR rate_policy_set.per > interval '366 days' THEN
+    -- Counted as rate_limit counts it: a year is 365.25 days, a month 30.
+    IF extract(epoch FROM rate_policy_set.per) NOT BETWEEN 0.001 AND 31622400 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'per must be between 1 millisecond and 366 days',
             HINT = 'Pass a window such as ''1 minute''.';
     END IF;
@@ -152,7 +178,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authx.rate_policy_set(text, integer, interval, text, text) IS
-'Creates or changes a rate-limit policy (admin). A changed max or per starts every subject''s bucket afresh. Raises 22023 for bad values.';
+'Creates or changes a rate-limit policy (admin). Buckets are per (subject, max, per): a changed limit uses fresh buckets (switching back finds the old ones if still live). Raises 22023 for bad values.';
 
 CREATE FUNCTION authx.rate_override_set(policy text, subject text, max integer DEFAULT NULL,
                                         per interval DEFAULT NULL, bypass boolean DEFAULT false,
@@ -177,8 +203,8 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'max must be at least 1',
             HINT = 'Pass how many requests the window allows.';
     END IF;
-    IF rate_override_set.per IS NOT NULL AND (rate_override_set.per < interval '1 millisecond'
-                                              OR rate_override_set.per > interval '366 days') THEN
+    IF rate_override_set.per IS NOT NULL
+       AND extract(epoch FROM rate_override_set.per) NOT BETWEEN 0.001 AND 31622400 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'per must be between 1 millisecond and 366 days',
             HINT = 'Pass a window such as ''1 minute'', or NULL for the policy''s.';
     END IF;
@@ -211,6 +237,8 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM authx._require(rate_override_remove.policy, 'policy');
+    PERFORM authx._require(rate_override_remove.subject, 'subject');
     DELETE FROM authx.rate_limit_overrides ro
      WHERE ro.policy = rate_override_remove.policy AND ro.subject = rate_override_remove.subject;
     IF NOT FOUND THEN

@@ -6,9 +6,11 @@
 --   * functions_are / views_are / types_are / sequences_are on schema authx,
 --     so no stray object lives next to the extension's;
 --   * columns of authx.users, audit_log, sessions, lockouts, roles,
---     role_permissions, user_roles, api_keys, api_key_usage and the views
---     stats and active_lockouts; sessions.version and api_keys.version are
---     bigint NOT NULL DEFAULT 1;
+--     role_permissions, user_roles, api_keys, api_key_usage,
+--     rate_limit_policies, rate_limit_overrides and the views stats and
+--     active_lockouts; sessions.version and api_keys.version are bigint NOT
+--     NULL DEFAULT 1; the rate-limit tables' column types, NOT NULL and
+--     defaults;
 --   * the triggers on authx tables, exactly, with their full definitions
 --     (users_status_revoke_sessions, sessions_version, sessions_cache, the
 --     RBAC row triggers roles_changed, role_permissions_changed,
@@ -16,8 +18,9 @@
 --     role_permissions_truncated, user_roles_truncated, users_status_rbac
 --     (row, on a status change only), users_deleted_roles, the
 --     roles_check_cycle row trigger, api_keys_version, api_keys_cache,
---     users_status_apikeys); their functions: _sessions_version,
---     _roles_check_cycle, _user_deleted_roles and _user_status_apikeys
+--     users_status_apikeys, rate_limit_policies_unseed (BEFORE UPDATE, WHEN
+--     old.seeded)); their functions: _sessions_version, _roles_check_cycle,
+--     _user_deleted_roles, _user_status_apikeys and _rate_policy_unseed
 --     PL/pgSQL, _sessions_cache, _rbac_changed and _api_keys_cache C, none
 --     SECURITY DEFINER;
 --   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
@@ -26,23 +29,35 @@
 --   * cache_sync(timeout interval DEFAULT 30 s) RETURNS void and
 --     cache_status() RETURNS jsonb: C, VOLATILE, PARALLEL RESTRICTED,
 --     cache_sync STRICT, neither SECURITY DEFINER;
---   * the row type apikey_verification (what apikey_verify returns), its
---     attributes in order;
+--   * the row types apikey_verification (what apikey_verify returns) and
+--     rate_limit_result (what rate_limit, rate_peek and rate_check return),
+--     their attributes in order;
+--   * rate limits: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C,
+--     not STRICT, not SECURITY DEFINER; rate_check, rate_policy_set,
+--     rate_override_set, rate_override_remove PL/pgSQL definers;
+--     _ratelimit_purge PL/pgSQL; the argument names and defaults of the
+--     six public functions;
 --   * the severity enum labels and their order; the partial unique email
 --     index; audit_log range-partitioned on "at" with a DEFAULT partition;
 --   * sessions: unique token_hash index under the name session_validate
 --     (C) looks up, 32-byte hash check, FK to users ON DELETE CASCADE;
 --     lockouts: one row per (user, ip) with NULL ip counted as a value;
 --   * the text columns compared bytewise (COLLATE "C"): role names,
---     permissions, scopes, key prefixes, usage codes;
+--     permissions, scopes, key prefixes, usage codes, rate-limit policy
+--     names;
 --   * roles, role_permissions, user_roles, api_keys, api_key_usage: their
 --     indexes (user_roles_pkey, which user_grant names in ON CONFLICT, and
 --     api_keys_prefix_key, which apikey_verify (C) looks up, included) and
 --     all their constraints (name and permission checks, no self-parent,
 --     cascades to permissions and grants, none from a parent, key checks,
---     no NULL scope element);
+--     no NULL scope element); rate_limit_policies and rate_limit_overrides:
+--     exactly their primary keys as indexes, and all their constraints
+--     (name pattern, max > 0, per 1 ms .. 366 days, store, fail_mode,
+--     overrides cascading with their policy on delete and rename, subject
+--     length, max or bypass);
 --   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
---     roles and permissions left out (WHERE NOT seeded);
+--     roles, permissions and rate-limit policies left out (WHERE NOT
+--     seeded), rate-limit overrides kept;
 --   * every function has a COMMENT;
 --   * exactly the expected functions are SECURITY DEFINER, and each pins
 --     search_path to exactly "pg_catalog, pg_temp" (only
@@ -52,12 +67,13 @@
 --   * no function is executable by PUBLIC (proacl inspected), PUBLIC has no
 --     privilege on schema, tables, views or sequence; the per-role EXECUTE
 --     grants are exactly the documented ones (the API key functions,
---     has_permission, user_permissions, user_roles for authx_app; role
---     and grant management for authx_admin); table grants are SELECT for
---     authx_admin only, never on api_keys;
+--     has_permission, user_permissions, user_roles, rate_limit, rate_peek,
+--     rate_check for authx_app; role and grant management, rate_policy_set
+--     and rate_override_* for authx_admin); table grants are SELECT for
+--     authx_admin only (the rate-limit tables included), never on api_keys;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(60);
+SELECT plan(68);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -91,6 +107,8 @@ SELECT set_eq(
         'function authx._permissions_normalize(text[],text)',
         'function authx._rbac_changed()',
         'function authx._rbac_purge(timestamp with time zone)',
+        'function authx._rate_policy_unseed()',
+        'function authx._ratelimit_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
         'function authx._require(anyelement,text)',
         'function authx._role_require(text)',
@@ -124,6 +142,12 @@ SELECT set_eq(
         'function authx.maintenance_run()',
         'function authx.password_set(uuid,text)',
         'function authx.password_verify(uuid,text)',
+        'function authx.rate_check(text,text,integer)',
+        'function authx.rate_limit(text,integer,interval,integer)',
+        'function authx.rate_override_remove(text,text)',
+        'function authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
+        'function authx.rate_peek(text,integer,interval)',
+        'function authx.rate_policy_set(text,integer,interval,text,text)',
         'function authx.role_create(text,text,text)',
         'function authx.role_drop(text)',
         'function authx.role_grant(text,text)',
@@ -154,12 +178,15 @@ SELECT set_eq(
         'table authx.audit_log',
         'table authx.audit_log_default',
         'table authx.lockouts',
+        'table authx.rate_limit_overrides',
+        'table authx.rate_limit_policies',
         'table authx.role_permissions',
         'table authx.roles',
         'table authx.sessions',
         'table authx.user_roles',
         'table authx.users',
         'type authx.apikey_verification',
+        'type authx.rate_limit_result',
         'type authx.severity',
         'view authx.active_lockouts',
         'view authx.audit_partitions',
@@ -184,8 +211,8 @@ SELECT functions_are('authx', ARRAY[
     '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
-    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rbac_changed', '_rbac_purge',
-    '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
+    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rate_policy_unseed', '_ratelimit_purge',
+    '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
     '_setting_interval', '_stats', '_token_new', '_user_deleted_roles', '_user_lock', '_user_set_status',
@@ -194,6 +221,7 @@ SELECT functions_are('authx', ARRAY[
     'apikey_verify',
     'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission', 'login', 'maintenance_run',
     'password_set', 'password_verify',
+    'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions',
@@ -203,8 +231,8 @@ SELECT functions_are('authx', ARRAY[
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 79,
-          'schema authx has exactly 79 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 87,
+          'schema authx has exactly 87 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -219,20 +247,22 @@ SELECT is_empty(
 
 SELECT views_are('authx', ARRAY['active_lockouts', 'audit_partitions', 'stats'],
                  'schema authx has exactly the views active_lockouts, audit_partitions, stats');
-SELECT types_are('authx', ARRAY['apikey_verification', 'severity'],
-                 'schema authx has exactly the types apikey_verification and severity');
+SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'severity'],
+                 'schema authx has exactly the types apikey_verification, rate_limit_result and severity');
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the ten members.
+-- are not members; every other table must be one of the twelve members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
          AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
-                               'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage')
+                               'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
+                               'rate_limit_policies', 'rate_limit_overrides')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
-    'role_permissions, user_roles, api_keys, api_key_usage and daily partitions'
+    'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides '
+    'and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -317,6 +347,50 @@ SELECT results_eq(
              ('remaining', 'integer'), ('rate_limit_remaining', 'integer'), ('retry_after', 'interval')$$,
     'apikey_verification: code, key_id, user_id, scopes, remaining, rate_limit_remaining, retry_after'
 );
+
+-- Rate limits.
+SELECT columns_are('authx', 'rate_limit_policies', ARRAY[
+    'name', 'max', 'per', 'store', 'fail_mode', 'description', 'seeded'
+], 'authx.rate_limit_policies columns');
+SELECT columns_are('authx', 'rate_limit_overrides', ARRAY[
+    'policy', 'subject', 'max', 'per', 'bypass', 'expires_at', 'reason', 'created_at'
+], 'authx.rate_limit_overrides columns');
+-- Types, NOT NULL and defaults: a bucket needs max and per; an override
+-- may leave both NULL (bypass, or the policy's per).
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default", a.attname::text COLLATE "default",
+             pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid IN ('authx.rate_limit_policies'::regclass, 'authx.rate_limit_overrides'::regclass)
+         AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY c.relname DESC, a.attnum$$,
+    $$VALUES ('rate_limit_policies', 'name', 'text', true, NULL::text),
+             ('rate_limit_policies', 'max', 'integer', true, NULL),
+             ('rate_limit_policies', 'per', 'interval', true, NULL),
+             ('rate_limit_policies', 'store', 'text', true, '''local''::text'),
+             ('rate_limit_policies', 'fail_mode', 'text', true, '''local''::text'),
+             ('rate_limit_policies', 'description', 'text', false, NULL),
+             ('rate_limit_policies', 'seeded', 'boolean', true, 'false'),
+             ('rate_limit_overrides', 'policy', 'text', true, NULL),
+             ('rate_limit_overrides', 'subject', 'text', true, NULL),
+             ('rate_limit_overrides', 'max', 'integer', false, NULL),
+             ('rate_limit_overrides', 'per', 'interval', false, NULL),
+             ('rate_limit_overrides', 'bypass', 'boolean', true, 'false'),
+             ('rate_limit_overrides', 'expires_at', 'timestamp with time zone', false, NULL),
+             ('rate_limit_overrides', 'reason', 'text', false, NULL),
+             ('rate_limit_overrides', 'created_at', 'timestamp with time zone', true, 'now()')$$,
+    'rate_limit_policies and rate_limit_overrides: column types, NOT NULL and defaults'
+);
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+       WHERE a.attrelid = (SELECT typrelid FROM pg_catalog.pg_type WHERE oid = 'authx.rate_limit_result'::regtype)
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum$$,
+    $$VALUES ('allowed', 'boolean'), ('remaining', 'integer'), ('reset_after', 'interval'), ('retry_after', 'interval')$$,
+    'rate_limit_result: allowed, remaining, reset_after, retry_after'
+);
 SELECT set_eq(
     $$SELECT c.relname::text, a.attname::text FROM pg_catalog.pg_attribute a
         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -324,8 +398,10 @@ SELECT set_eq(
          AND NOT a.attisdropped AND a.attcollation = 'pg_catalog."C"'::regcollation$$,
     $$VALUES ('roles', 'name'), ('roles', 'parent'), ('role_permissions', 'role'),
              ('role_permissions', 'permission'), ('user_roles', 'role'), ('api_keys', 'prefix'),
-             ('api_keys', 'scopes'), ('api_key_usage', 'code')$$,
-    'role names, permissions, scopes, key prefixes and usage codes (only they) are COLLATE "C"'
+             ('api_keys', 'scopes'), ('api_key_usage', 'code'), ('rate_limit_policies', 'name'),
+             ('rate_limit_overrides', 'policy')$$,
+    'role names, permissions, scopes, key prefixes, usage codes and rate-limit policy names (only they) '
+    'are COLLATE "C"'
 );
 -- apikey_verify (C) finds api_keys_prefix_key by name; user_grant names
 -- user_roles_pkey in ON CONFLICT.
@@ -389,6 +465,43 @@ SELECT set_eq(
     '(a parent cannot be dropped from under a child; permissions and grants go with their role, grants, keys and usage with their user or key; '
     'no NULL scope element)'
 );
+-- rate_check and the override functions look a policy up by name, and
+-- rate_policy_set / rate_override_set name these primary keys in ON CONFLICT.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.rate_limit_policies'::regclass, 'authx.rate_limit_overrides'::regclass)$$,
+    $$VALUES ('authx.rate_limit_policies_pkey',
+              'CREATE UNIQUE INDEX rate_limit_policies_pkey ON authx.rate_limit_policies USING btree (name)'),
+             ('authx.rate_limit_overrides_pkey',
+              'CREATE UNIQUE INDEX rate_limit_overrides_pkey ON authx.rate_limit_overrides USING btree (policy, subject)')$$,
+    'indexes of rate_limit_policies and rate_limit_overrides are exactly their primary keys'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.rate_limit_policies'::regclass, 'authx.rate_limit_overrides'::regclass)$$,
+    $$VALUES ('authx.rate_limit_policies', 'rate_limit_policies_pkey', 'PRIMARY KEY (name)'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_name_check',
+              'CHECK ((name ~ ''^[a-z][a-z0-9_.-]{0,62}$''::text))'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_max_check', 'CHECK ((max > 0))'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_per_check',
+              'CHECK (((per >= ''00:00:00.001''::interval) AND (per <= ''366 days''::interval)))'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_store_check', 'CHECK ((store = ''local''::text))'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_fail_mode_check',
+              'CHECK ((fail_mode = ANY (ARRAY[''local''::text, ''open''::text, ''closed''::text])))'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_pkey', 'PRIMARY KEY (policy, subject)'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_policy_fkey',
+              'FOREIGN KEY (policy) REFERENCES authx.rate_limit_policies(name) ON UPDATE CASCADE ON DELETE CASCADE'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_subject_check',
+              'CHECK (((length(subject) >= 1) AND (length(subject) <= 500)))'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_max_check', 'CHECK ((max > 0))'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_per_check',
+              'CHECK (((per >= ''00:00:00.001''::interval) AND (per <= ''366 days''::interval)))'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_check', 'CHECK ((bypass OR (max IS NOT NULL)))')$$,
+    'constraints of rate_limit_policies and rate_limit_overrides are exactly these (policy names like role '
+    'names, max > 0, per 1 ms .. 366 days, store local, fail_mode local/open/closed; overrides go with '
+    'their policy, subjects of 1-500 characters, max or bypass)'
+);
 
 SELECT is_partitioned('authx', 'audit_log', 'audit_log is partitioned');
 SELECT is(pg_catalog.pg_get_partkeydef('authx.audit_log'::regclass), 'RANGE (at)', 'audit_log is range-partitioned on at');
@@ -403,9 +516,11 @@ SELECT set_eq(
     $$VALUES ('authx.users', ''), ('authx.audit_log_default', ''), ('authx.audit_log_id_seq', ''),
              ('authx.sessions', ''), ('authx.lockouts', ''), ('authx.roles', 'WHERE NOT seeded'),
              ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
-             ('authx.api_key_usage', '')$$,
+             ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
+             ('authx.rate_limit_overrides', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
-    'api_key_usage, and roles and role_permissions but the seeded rows (pg_extension_config_dump)'
+    'api_key_usage, rate_limit_overrides, and roles, role_permissions and rate_limit_policies but the '
+    'seeded rows (pg_extension_config_dump)'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -462,11 +577,14 @@ SELECT set_eq(
               'EXECUTE FUNCTION authx._api_keys_cache()'),
              ('authx.users', 'users_status_apikeys',
               'CREATE TRIGGER users_status_apikeys AFTER UPDATE OF status ON authx.users FOR EACH ROW '
-              'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._user_status_apikeys()')$$,
+              'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._user_status_apikeys()'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_unseed',
+              'CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies FOR EACH ROW '
+              'WHEN (old.seeded) EXECUTE FUNCTION authx._rate_policy_unseed()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
-    'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys'
+    'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -512,6 +630,47 @@ SELECT set_eq(
     '_user_deleted_roles, _user_status_apikeys plpgsql; has_permission STRICT, apikey_verify returns apikey_verification, both '
     'VOLATILE C; _permission_valid IMMUTABLE STRICT PARALLEL SAFE C; none SECURITY DEFINER'
 );
+-- Rate limits: rate_limit and rate_peek are the C hot paths (not STRICT:
+-- a NULL argument raises 22004); the policy and override functions are
+-- PL/pgSQL definers; _ratelimit_purge (maintenance) and the trigger
+-- function _rate_policy_unseed are PL/pgSQL and not definers.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace AND (p.proname LIKE 'rate\_%' OR p.proname LIKE '\_rate%')$$,
+    $$VALUES ('authx.rate_limit(text,integer,interval,integer)', 'c', false, 'v', 'r', false, 'authx.rate_limit_result'),
+             ('authx.rate_peek(text,integer,interval)', 'c', false, 'v', 'r', false, 'authx.rate_limit_result'),
+             ('authx.rate_check(text,text,integer)', 'plpgsql', true, 'v', 'u', false, 'authx.rate_limit_result'),
+             ('authx.rate_policy_set(text,integer,interval,text,text)', 'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
+              'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.rate_override_remove(text,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx._ratelimit_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
+             ('authx._rate_policy_unseed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
+    'rate-limit functions: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C returning rate_limit_result; '
+    'rate_check, rate_policy_set, rate_override_set, rate_override_remove PL/pgSQL SECURITY DEFINER; '
+    '_ratelimit_purge and the trigger function _rate_policy_unseed PL/pgSQL, not definers; none STRICT'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname LIKE 'rate\_%' ORDER BY 1$$,
+    $$VALUES ('authx.rate_check(text,text,integer)', 'policy text, subject text, cost integer DEFAULT 1'),
+             ('authx.rate_limit(text,integer,interval,integer)',
+              'subject text, max integer, per interval, cost integer DEFAULT 1'),
+             ('authx.rate_override_remove(text,text)', 'policy text, subject text'),
+             ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
+              'policy text, subject text, max integer DEFAULT NULL::integer, per interval DEFAULT NULL::interval, '
+              'bypass boolean DEFAULT false, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
+              'reason text DEFAULT NULL::text'),
+             ('authx.rate_peek(text,integer,interval)', 'subject text, max integer, per interval'),
+             ('authx.rate_policy_set(text,integer,interval,text,text)',
+              'name text, max integer, per interval, fail_mode text DEFAULT ''local''::text, '
+              'description text DEFAULT NULL::text')$$,
+    'rate-limit functions: argument names and defaults (cost 1; fail_mode local; override max, per, '
+    'expires_at, reason NULL and bypass false)'
+);
 SELECT is(pg_catalog.pg_get_function_arguments('authx.cache_sync(interval)'::regprocedure),
           'timeout interval DEFAULT ''00:00:30''::interval',
           'cache_sync(timeout interval DEFAULT ''30 seconds'')');
@@ -544,6 +703,10 @@ SELECT set_eq(
         'authx.maintenance_run()',
         'authx.password_set(uuid,text)',
         'authx.password_verify(uuid,text)',
+        'authx.rate_check(text,text,integer)',
+        'authx.rate_override_remove(text,text)',
+        'authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
+        'authx.rate_policy_set(text,integer,interval,text,text)',
         'authx.role_create(text,text,text)',
         'authx.role_drop(text)',
         'authx.role_grant(text,text)',
@@ -665,6 +828,9 @@ SELECT set_eq(
              ('authx.has_permission(uuid,text)', 'authx_app'),
              ('authx.user_permissions(uuid)', 'authx_app'),
              ('authx.user_roles(uuid)', 'authx_app'),
+             ('authx.rate_limit(text,integer,interval,integer)', 'authx_app'),
+             ('authx.rate_peek(text,integer,interval)', 'authx_app'),
+             ('authx.rate_check(text,text,integer)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -681,7 +847,10 @@ SELECT set_eq(
              ('authx.role_revoke(text,text)', 'authx_admin'),
              ('authx.role_list()', 'authx_admin'),
              ('authx.user_grant(uuid,text,timestamp with time zone)', 'authx_admin'),
-             ('authx.user_revoke(uuid,text)', 'authx_admin')$$,
+             ('authx.user_revoke(uuid,text)', 'authx_admin'),
+             ('authx.rate_policy_set(text,integer,interval,text,text)', 'authx_admin'),
+             ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)', 'authx_admin'),
+             ('authx.rate_override_remove(text,text)', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones'
 );
 
@@ -698,9 +867,12 @@ SELECT set_eq(
              ('roles', 'authx_admin', 'SELECT'),
              ('role_permissions', 'authx_admin', 'SELECT'),
              ('user_roles', 'authx_admin', 'SELECT'),
-             ('api_key_usage', 'authx_admin', 'SELECT')$$,
+             ('api_key_usage', 'authx_admin', 'SELECT'),
+             ('rate_limit_policies', 'authx_admin', 'SELECT'),
+             ('rate_limit_overrides', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
-    'role_permissions, user_roles, api_key_usage for authx_admin (nothing on api_keys)'
+    'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides for authx_admin '
+    '(nothing on api_keys)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

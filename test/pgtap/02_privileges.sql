@@ -18,9 +18,13 @@
 --     or write authx.roles, role_permissions, user_roles, api_keys,
 --     api_key_usage, nor call the RBAC and API key internals (_rbac_*,
 --     _role_require, _permission*, _roles_check_cycle, _user_deleted_roles,
---     _apikey*, _api_keys_cache, _user_status_apikeys) — all 42501; can
---     use its twenty-four functions (the API key functions,
---     has_permission, user_permissions and user_roles included), and
+--     _apikey*, _api_keys_cache, _user_status_apikeys) — all 42501; cannot
+--     manage rate limits (rate_policy_set, rate_override_set,
+--     rate_override_remove), read or write authx.rate_limit_policies or
+--     rate_limit_overrides, nor call _ratelimit_purge or the trigger
+--     function _rate_policy_unseed — all 42501; can use its twenty-seven
+--     functions (the API key functions, has_permission, user_permissions,
+--     user_roles, rate_limit, rate_peek and rate_check included), and
 --     user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
@@ -29,12 +33,15 @@
 --     (maintenance_run() with the real clock, user_unlock, cache_sync,
 --     cache_status), manages roles and grants (role_create,
 --     role_set_parent, role_grant, role_revoke, role_list, user_grant,
---     user_revoke, role_drop) and reads authx.roles, role_permissions,
---     user_roles and api_key_usage, but still cannot call internals
+--     user_revoke, role_drop), manages rate limits (rate_policy_set,
+--     rate_override_set, rate_override_remove) and reads authx.roles,
+--     role_permissions, user_roles, api_key_usage, rate_limit_policies and
+--     rate_limit_overrides, but still cannot call internals
 --     (_maintenance_run_at with a fake clock included, the cache trigger
---     functions, _rbac_resolve, _rbac_purge, _apikeys_purge, the trigger
---     function _user_deleted_roles) nor write to the audit trail, users,
---     sessions or the RBAC tables, nor read authx.api_keys (key hashes) or
+--     functions, _rbac_resolve, _rbac_purge, _apikeys_purge,
+--     _ratelimit_purge, the trigger functions _user_deleted_roles and
+--     _rate_policy_unseed) nor write to the audit trail, users, sessions,
+--     the RBAC or the rate-limit tables, nor read authx.api_keys (key hashes) or
 --     authx.redis_url (it may hold a password); authx.redis_url is in no
 --     row of pg_settings;
 --   * a fresh role with no grants cannot call any authx function: neither
@@ -48,7 +55,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(260);
+SELECT plan(295);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -161,7 +168,18 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call _apikey_usage_pending', $$SELECT * FROM authx._apikey_usage_pending('00000000-0000-0000-0000-000000000000')$$),
     ('call _apikeys_purge', 'SELECT authx._apikeys_purge(now())'),
     ('call _api_keys_cache', 'SELECT authx._api_keys_cache()'),
-    ('call _user_status_apikeys', 'SELECT authx._user_status_apikeys()')) v(what, call);
+    ('call _user_status_apikeys', 'SELECT authx._user_status_apikeys()'),
+    ('call rate_policy_set', $$SELECT authx.rate_policy_set('login', 1000000, '1 second')$$),
+    ('call rate_override_set (bypass its own limit)',
+     $$SELECT authx.rate_override_set('login', 'pgtap-privs', bypass => true)$$),
+    ('call rate_override_remove', $$SELECT authx.rate_override_remove('login', 'pgtap-privs')$$),
+    ('SELECT authx.rate_limit_policies', 'SELECT * FROM authx.rate_limit_policies'),
+    ('SELECT authx.rate_limit_overrides', 'SELECT * FROM authx.rate_limit_overrides'),
+    ('UPDATE authx.rate_limit_policies', 'UPDATE authx.rate_limit_policies SET max = 1000000'),
+    ('INSERT into authx.rate_limit_overrides',
+     $$INSERT INTO authx.rate_limit_overrides (policy, subject, bypass) VALUES ('login', 'pgtap-privs', true)$$),
+    ('call _ratelimit_purge', 'SELECT authx._ratelimit_purge(now())'),
+    ('call _rate_policy_unseed', 'SELECT authx._rate_policy_unseed()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -189,6 +207,14 @@ SELECT lives_ok(format('SELECT authx.apikey_update(%L)', :'app_key_id'), 'app: a
 SELECT matches(authx.apikey_rotate(:'app_key_id'), '^axk_', 'app: apikey_rotate works');
 SELECT lives_ok(format('SELECT * FROM authx.apikey_usage(%L)', :'app_key_id'), 'app: apikey_usage works');
 SELECT is(authx.apikey_revoke(:'app_key_id'), true, 'app: apikey_revoke works');
+-- Rate limits (subjects unique to this run: buckets outlive the transaction).
+SELECT 'pgtap-privs:' || gen_random_uuid() AS rl_subject \gset
+SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_limit(:'rl_subject', 2, '1 hour')), '(t,1)',
+          'app: rate_limit works');
+SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_peek(:'rl_subject', 2, '1 hour')), '(t,0)',
+          'app: rate_peek works');
+SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_check('login', :'rl_subject')), '(t,4)',
+          'app: rate_check works (the seeded login policy, 5 per minute)');
 
 RESET ROLE;
 
@@ -270,6 +296,26 @@ SELECT throws_ok($$SELECT authx._rbac_purge(now() + interval '10 years')$$, '425
 SELECT throws_ok($$SELECT authx._apikeys_purge(now() + interval '10 years')$$, '42501', NULL,
                  'admin: cannot call _apikeys_purge');
 SELECT throws_ok('SELECT authx._user_deleted_roles()', '42501', NULL, 'admin: cannot call _user_deleted_roles');
+-- Rate limits.
+SELECT lives_ok($$SELECT authx.rate_policy_set('pgtap_privs', 2, '1 hour', description => 'made by admin')$$,
+                'admin: rate_policy_set works');
+SELECT lives_ok(format($$SELECT authx.rate_override_set('pgtap_privs', %L, max => 3)$$, :'rl_subject'),
+                'admin: rate_override_set works');
+SELECT is((SELECT (max, per, seeded)::text FROM authx.rate_limit_policies WHERE name = 'pgtap_privs'), '(2,01:00:00,f)',
+          'admin: can read authx.rate_limit_policies');
+SELECT is((SELECT max FROM authx.rate_limit_overrides WHERE policy = 'pgtap_privs' AND subject = :'rl_subject'), 3,
+          'admin: can read authx.rate_limit_overrides');
+SELECT is((SELECT remaining FROM authx.rate_check('pgtap_privs', :'rl_subject')), 2,
+          'admin inherits authx_app: rate_check works (with the override, 3 per hour)');
+SELECT is(authx.rate_override_remove('pgtap_privs', :'rl_subject'), true, 'admin: rate_override_remove works');
+SELECT throws_ok($$INSERT INTO authx.rate_limit_policies (name, max, per) VALUES ('pgtap_privs_direct', 1, '1 hour')$$,
+                 '42501', NULL, 'admin: cannot INSERT into authx.rate_limit_policies');
+SELECT throws_ok('UPDATE authx.rate_limit_policies SET max = 1000000', '42501', NULL,
+                 'admin: cannot UPDATE authx.rate_limit_policies');
+SELECT throws_ok('DELETE FROM authx.rate_limit_overrides', '42501', NULL, 'admin: cannot DELETE from authx.rate_limit_overrides');
+SELECT throws_ok($$SELECT authx._ratelimit_purge(now() + interval '10 years')$$, '42501', NULL,
+                 'admin: cannot call _ratelimit_purge');
+SELECT throws_ok('SELECT authx._rate_policy_unseed()', '42501', NULL, 'admin: cannot call _rate_policy_unseed');
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -294,9 +340,11 @@ SELECT table_privs_are('authx', 'active_lockouts', 'authx_admin', ARRAY['SELECT'
 SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
                        'authx_app has no privilege on active_lockouts');
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx_admin has only SELECT on %s', t))
-  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage']) t;
+  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage', 'rate_limit_policies',
+                    'rate_limit_overrides']) t;
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
-  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage']) t;
+  FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
+                    'rate_limit_overrides']) t;
 SELECT table_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[], 'authx_admin has no privilege on api_keys');
 SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
                             'authx_admin has no privilege on any api_keys column');
@@ -340,8 +388,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 79,
-          'a call was built for each of the 79 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 87,
+          'a call was built for each of the 87 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)
