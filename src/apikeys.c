@@ -36,6 +36,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -239,10 +240,21 @@ usage_find(const pg_uuid_t *key_id, TimestampTz hour, bool claim)
 static void
 usage_count(const pg_uuid_t *key_id, KeyCode code, TimestampTz now)
 {
+	static Oid	counted_db = InvalidOid;
 	TimestampTz hour = hour_of(now);
 	UsageEntry *e;
 
 	if (usage == NULL)
+		return;
+
+	/*
+	 * Only keys of authx.database are counted: the worker persists the
+	 * counters there, and a key id may exist in two databases (a restored
+	 * copy).  Looked up once per backend (the setting needs a restart).
+	 */
+	if (!OidIsValid(counted_db))
+		counted_db = authx_database ? get_database_oid(authx_database, true) : InvalidOid;
+	if (MyDatabaseId != counted_db)
 		return;
 	LWLockAcquire(authx_lock(AUTHX_LOCK_USAGE), LW_SHARED);
 	e = usage_find(key_id, hour, false);
@@ -920,7 +932,16 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 		uint8		subject[AUTHX_RATE_SUBJECT_LEN];
 
 		authx_require_shmem();
+		/*
+		 * Per database: a restored copy of the key in another database of
+		 * the cluster has the same id.  Ids are random, so folding the
+		 * database's OID in keeps them apart.
+		 */
 		memcpy(subject, row.id.data, AUTHX_RATE_SUBJECT_LEN);
+		subject[0] ^= (uint8) (MyDatabaseId & 0xff);
+		subject[1] ^= (uint8) ((MyDatabaseId >> 8) & 0xff);
+		subject[2] ^= (uint8) ((MyDatabaseId >> 16) & 0xff);
+		subject[3] ^= (uint8) ((MyDatabaseId >> 24) & 0xff);
 		authx_rate_consume(AUTHX_RATE_NS_APIKEY, subject, row.rate_limit, row.rate_window_us,
 						   cost, false, now, &rr);
 		nulls[5] = false;

@@ -31,6 +31,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -292,7 +293,9 @@ rate_sql(FunctionCallInfo fcinfo, bool peek)
 		MemoryContextSwitchTo(old);
 	}
 
+	/* Buckets are per database: shared memory serves the whole cluster. */
 	initStringInfo(&key);
+	appendBinaryStringInfo(&key, (const char *) &MyDatabaseId, sizeof(Oid));
 	appendBinaryStringInfo(&key, VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject));
 	appendStringInfoChar(&key, '\0');
 	appendStringInfo(&key, "%d/" INT64_FORMAT, max, per_us);

@@ -19,9 +19,10 @@
 --     (row, on a status change only), users_deleted_roles, the
 --     roles_check_cycle row trigger, api_keys_version, api_keys_cache,
 --     users_status_apikeys, rate_limit_policies_unseed (BEFORE UPDATE, WHEN
---     old.seeded)); their functions: _sessions_version, _roles_check_cycle,
---     _user_deleted_roles, _user_status_apikeys and _rate_policy_unseed
---     PL/pgSQL, _sessions_cache, _rbac_changed and _api_keys_cache C, none
+--     old.seeded), rate_limit_policies_merge_seed (BEFORE INSERT, WHEN NOT
+--     new.seeded)); their functions: _sessions_version, _roles_check_cycle,
+--     _user_deleted_roles, _user_status_apikeys, _rate_policy_unseed and
+--     _rate_policy_merge_seed PL/pgSQL, _sessions_cache, _rbac_changed and _api_keys_cache C, none
 --     SECURITY DEFINER;
 --   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
 --     apikey_verify (PARALLEL UNSAFE) are VOLATILE and not SECURITY
@@ -35,8 +36,9 @@
 --   * rate limits: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C,
 --     not STRICT, not SECURITY DEFINER; rate_check, rate_policy_set,
 --     rate_override_set, rate_override_remove PL/pgSQL definers;
---     _ratelimit_purge PL/pgSQL; the argument names and defaults of the
---     six public functions;
+--     _ratelimit_purge and the trigger functions _rate_policy_unseed and
+--     _rate_policy_merge_seed PL/pgSQL, not definers; the argument names
+--     and defaults of the six public functions;
 --   * the severity enum labels and their order; the partial unique email
 --     index; audit_log range-partitioned on "at" with a DEFAULT partition;
 --   * sessions: unique token_hash index under the name session_validate
@@ -52,7 +54,8 @@
 --     cascades to permissions and grants, none from a parent, key checks,
 --     no NULL scope element); rate_limit_policies and rate_limit_overrides:
 --     exactly their primary keys as indexes, and all their constraints
---     (name pattern, max > 0, per 1 ms .. 366 days, store, fail_mode,
+--     (name pattern, max > 0, per 1 ms .. 366 days counted in epoch seconds
+--     as rate_limit counts it (a year 365.25 days, a month 30), store, fail_mode,
 --     overrides cascading with their policy on delete and rename, subject
 --     length, max or bypass);
 --   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
@@ -107,6 +110,7 @@ SELECT set_eq(
         'function authx._permissions_normalize(text[],text)',
         'function authx._rbac_changed()',
         'function authx._rbac_purge(timestamp with time zone)',
+        'function authx._rate_policy_merge_seed()',
         'function authx._rate_policy_unseed()',
         'function authx._ratelimit_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
@@ -211,7 +215,8 @@ SELECT functions_are('authx', ARRAY[
     '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
-    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rate_policy_unseed', '_ratelimit_purge',
+    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rate_policy_merge_seed', '_rate_policy_unseed',
+    '_ratelimit_purge',
     '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
@@ -231,8 +236,8 @@ SELECT functions_are('authx', ARRAY[
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 87,
-          'schema authx has exactly 87 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 88,
+          'schema authx has exactly 88 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -485,7 +490,7 @@ SELECT set_eq(
               'CHECK ((name ~ ''^[a-z][a-z0-9_.-]{0,62}$''::text))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_max_check', 'CHECK ((max > 0))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_per_check',
-              'CHECK (((per >= ''00:00:00.001''::interval) AND (per <= ''366 days''::interval)))'),
+              'CHECK (((EXTRACT(epoch FROM per) >= 0.001) AND (EXTRACT(epoch FROM per) <= (31622400)::numeric)))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_store_check', 'CHECK ((store = ''local''::text))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_fail_mode_check',
               'CHECK ((fail_mode = ANY (ARRAY[''local''::text, ''open''::text, ''closed''::text])))'),
@@ -496,10 +501,10 @@ SELECT set_eq(
               'CHECK (((length(subject) >= 1) AND (length(subject) <= 500)))'),
              ('authx.rate_limit_overrides', 'rate_limit_overrides_max_check', 'CHECK ((max > 0))'),
              ('authx.rate_limit_overrides', 'rate_limit_overrides_per_check',
-              'CHECK (((per >= ''00:00:00.001''::interval) AND (per <= ''366 days''::interval)))'),
+              'CHECK (((EXTRACT(epoch FROM per) >= 0.001) AND (EXTRACT(epoch FROM per) <= (31622400)::numeric)))'),
              ('authx.rate_limit_overrides', 'rate_limit_overrides_check', 'CHECK ((bypass OR (max IS NOT NULL)))')$$,
     'constraints of rate_limit_policies and rate_limit_overrides are exactly these (policy names like role '
-    'names, max > 0, per 1 ms .. 366 days, store local, fail_mode local/open/closed; overrides go with '
+    'names, max > 0, per 1 ms .. 366 days in epoch seconds (31622400), store local, fail_mode local/open/closed; overrides go with '
     'their policy, subjects of 1-500 characters, max or bypass)'
 );
 
@@ -580,11 +585,15 @@ SELECT set_eq(
               'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._user_status_apikeys()'),
              ('authx.rate_limit_policies', 'rate_limit_policies_unseed',
               'CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies FOR EACH ROW '
-              'WHEN (old.seeded) EXECUTE FUNCTION authx._rate_policy_unseed()')$$,
+              'WHEN (old.seeded) EXECUTE FUNCTION authx._rate_policy_unseed()'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_merge_seed',
+              'CREATE TRIGGER rate_limit_policies_merge_seed BEFORE INSERT ON authx.rate_limit_policies FOR EACH ROW '
+              'WHEN ((NOT new.seeded)) EXECUTE FUNCTION authx._rate_policy_merge_seed()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
-    'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed'
+    'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '
+    'rate_limit_policies_merge_seed'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -633,7 +642,8 @@ SELECT set_eq(
 -- Rate limits: rate_limit and rate_peek are the C hot paths (not STRICT:
 -- a NULL argument raises 22004); the policy and override functions are
 -- PL/pgSQL definers; _ratelimit_purge (maintenance) and the trigger
--- function _rate_policy_unseed are PL/pgSQL and not definers.
+-- functions _rate_policy_unseed and _rate_policy_merge_seed are PL/pgSQL
+-- and not definers.
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
              p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
@@ -647,10 +657,12 @@ SELECT set_eq(
               'plpgsql', true, 'v', 'u', false, 'void'),
              ('authx.rate_override_remove(text,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
              ('authx._ratelimit_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
-             ('authx._rate_policy_unseed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
+             ('authx._rate_policy_unseed()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx._rate_policy_merge_seed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
     'rate-limit functions: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C returning rate_limit_result; '
     'rate_check, rate_policy_set, rate_override_set, rate_override_remove PL/pgSQL SECURITY DEFINER; '
-    '_ratelimit_purge and the trigger function _rate_policy_unseed PL/pgSQL, not definers; none STRICT'
+    '_ratelimit_purge and the trigger functions _rate_policy_unseed and _rate_policy_merge_seed PL/pgSQL, '
+    'not definers; none STRICT'
 );
 SELECT results_eq(
     $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid)

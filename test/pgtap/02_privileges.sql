@@ -22,7 +22,8 @@
 --     manage rate limits (rate_policy_set, rate_override_set,
 --     rate_override_remove), read or write authx.rate_limit_policies or
 --     rate_limit_overrides, nor call _ratelimit_purge or the trigger
---     function _rate_policy_unseed — all 42501; can use its twenty-seven
+--     functions _rate_policy_unseed and _rate_policy_merge_seed — all
+--     42501; can use its twenty-seven
 --     functions (the API key functions, has_permission, user_permissions,
 --     user_roles, rate_limit, rate_peek and rate_check included), and
 --     user_get never exposes a password hash;
@@ -39,8 +40,8 @@
 --     rate_limit_overrides, but still cannot call internals
 --     (_maintenance_run_at with a fake clock included, the cache trigger
 --     functions, _rbac_resolve, _rbac_purge, _apikeys_purge,
---     _ratelimit_purge, the trigger functions _user_deleted_roles and
---     _rate_policy_unseed) nor write to the audit trail, users, sessions,
+--     _ratelimit_purge, the trigger functions _user_deleted_roles,
+--     _rate_policy_unseed and _rate_policy_merge_seed) nor write to the audit trail, users, sessions,
 --     the RBAC or the rate-limit tables, nor read authx.api_keys (key hashes) or
 --     authx.redis_url (it may hold a password); authx.redis_url is in no
 --     row of pg_settings;
@@ -55,7 +56,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(295);
+SELECT plan(298);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -179,7 +180,8 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('INSERT into authx.rate_limit_overrides',
      $$INSERT INTO authx.rate_limit_overrides (policy, subject, bypass) VALUES ('login', 'pgtap-privs', true)$$),
     ('call _ratelimit_purge', 'SELECT authx._ratelimit_purge(now())'),
-    ('call _rate_policy_unseed', 'SELECT authx._rate_policy_unseed()')) v(what, call);
+    ('call _rate_policy_unseed', 'SELECT authx._rate_policy_unseed()'),
+    ('call _rate_policy_merge_seed', 'SELECT authx._rate_policy_merge_seed()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -316,6 +318,7 @@ SELECT throws_ok('DELETE FROM authx.rate_limit_overrides', '42501', NULL, 'admin
 SELECT throws_ok($$SELECT authx._ratelimit_purge(now() + interval '10 years')$$, '42501', NULL,
                  'admin: cannot call _ratelimit_purge');
 SELECT throws_ok('SELECT authx._rate_policy_unseed()', '42501', NULL, 'admin: cannot call _rate_policy_unseed');
+SELECT throws_ok('SELECT authx._rate_policy_merge_seed()', '42501', NULL, 'admin: cannot call _rate_policy_merge_seed');
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -388,8 +391,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 87,
-          'a call was built for each of the 87 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 88,
+          'a call was built for each of the 88 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)
