@@ -55,6 +55,7 @@ extern int	authx_password_min_length;
 extern int	authx_password_opslimit;
 extern int	authx_apikey_usage_slots;
 extern int	authx_rate_limit_slots;
+extern int	authx_ip_block_slots;
 
 extern void authx_guc_init(bool preloading);
 
@@ -104,6 +105,9 @@ typedef enum AuthxStat
 	AUTHX_STAT_RATE_DENIED,
 	AUTHX_STAT_RBAC_CACHE_HITS,
 	AUTHX_STAT_RBAC_CACHE_MISSES,
+	AUTHX_STAT_IPBLOCK_BLOCKED,
+	AUTHX_STAT_IPBLOCK_RELOADS,
+	AUTHX_STAT_IPBLOCK_SQL,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -122,6 +126,7 @@ typedef enum AuthxLock
 	AUTHX_LOCK_LOCKOUT,			/* failed-login table (lockout.c) */
 	AUTHX_LOCK_CACHE,			/* Redis operation ring (cache.c) */
 	AUTHX_LOCK_USAGE,			/* API key usage counters (apikeys.c) */
+	AUTHX_LOCK_IPBLOCK,			/* shared copy of authx.ip_blocks (ipblock.c) */
 	AUTHX_NUM_LOCKS
 } AuthxLock;
 
@@ -159,6 +164,8 @@ typedef struct AuthxShared
 
 	/* Bumped by every commit that changed roles or grants (rbac.c). */
 	pg_atomic_uint64 rbac_generation;
+	/* Bumped by every commit that changed authx.ip_blocks (ipblock.c). */
+	pg_atomic_uint64 ipblock_generation;
 
 	pg_atomic_uint64 stats[AUTHX_NUM_STATS];
 } AuthxShared;
@@ -314,6 +321,10 @@ extern void authx_apikey_shmem_startup(char *base, bool found);
 extern int	authx_apikey_usage_persist(void);
 extern bool authx_permission_split(const char *s, int len, int *colon);
 extern bool authx_permission_covers(const char *g, int glen, const char *w, int wlen, int wcolon);
+
+/* IP blocking (ipblock.c) */
+extern Size authx_ipblock_shmem_size(void);
+extern void authx_ipblock_shmem_startup(char *base, bool found);
 
 /* Log redaction (redact.c) */
 extern void authx_redact_init(void);

@@ -23,6 +23,7 @@ int			authx_audit_retention = 90;
 int			authx_cache_queue_size = 65536;
 int			authx_cache_ttl = 300;
 char	   *authx_database = NULL;
+int			authx_ip_block_slots = 65536;
 int			authx_lockout_account_threshold = 20;
 int			authx_lockout_duration = 900;
 int			authx_lockout_max_duration = 86400;
@@ -176,6 +177,19 @@ authx_guc_init(bool preloading)
 								   PGC_POSTMASTER,
 								   0,
 								   NULL, NULL, NULL);
+
+	if (preloading)
+		DefineCustomIntVariable("authx.ip_block_slots",
+								gettext_noop("Blocks and allowlist entries the shared-memory copy holds."),
+								gettext_noop("With more in force, ip_blocked reads the table instead, "
+											 "correct but slower (128-4M)."),
+								&authx_ip_block_slots,
+								65536,
+								128,
+								4 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 
 	DefineCustomIntVariable("authx.lockout_account_threshold",
 							gettext_noop("Failed logins from all addresses that lock an account everywhere."),

@@ -62,6 +62,9 @@ const char *const authx_stat_names[] = {
 	"rate_limit_denied",
 	"rbac_cache_hits",
 	"rbac_cache_misses",
+	"ip_blocked",
+	"ip_block_reloads",
+	"ip_block_table_lookups",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -82,6 +85,7 @@ authx_shmem_size(void)
 	size = add_size(size, authx_cache_shmem_size());
 	size = add_size(size, authx_rate_shmem_size());
 	size = add_size(size, authx_apikey_shmem_size());
+	size = add_size(size, authx_ipblock_shmem_size());
 	return size;
 }
 
@@ -127,6 +131,7 @@ authx_shmem_startup(void)
 		pg_atomic_init_u32(&authx_shared->password_inflight, 0);
 		ConditionVariableInit(&authx_shared->password_cv);
 		pg_atomic_init_u64(&authx_shared->rbac_generation, 0);
+		pg_atomic_init_u64(&authx_shared->ipblock_generation, 0);
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
 	}
@@ -136,6 +141,8 @@ authx_shmem_startup(void)
 	authx_rate_shmem_startup(next, found);
 	next += authx_rate_shmem_size();
 	authx_apikey_shmem_startup(next, found);
+	next += authx_apikey_shmem_size();
+	authx_ipblock_shmem_startup(next, found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -45,7 +45,8 @@ GRANT EXECUTE ON FUNCTION
     authx.user_roles(uuid),
     authx.rate_limit(text, integer, interval, integer),
     authx.rate_peek(text, integer, interval),
-    authx.rate_check(text, text, integer)
+    authx.rate_check(text, text, integer),
+    authx.ip_blocked(inet)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -71,11 +72,16 @@ GRANT EXECUTE ON FUNCTION
     authx.user_revoke(uuid, text),
     authx.rate_policy_set(text, integer, interval, text, text),
     authx.rate_override_set(text, text, integer, interval, boolean, timestamptz, text),
-    authx.rate_override_remove(text, text)
+    authx.rate_override_remove(text, text),
+    authx.ip_block(cidr, interval, text),
+    authx.ip_unblock(cidr),
+    authx.ip_allow(cidr, text),
+    authx.ip_disallow(cidr),
+    authx.ip_blocks()
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
     authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,
-    authx.rate_limit_policies, authx.rate_limit_overrides TO authx_admin;
+    authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,
