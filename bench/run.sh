@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -56,7 +56,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -343,6 +343,59 @@ bench_ratelimit() {
     row "hand-written UPSERT counter, $n subjects" "$HR" "$(median_ratio "${hr[*]}" "${s1[*]}")" "1.000"
     echo
     echo "every call allowed (rate_limit_denied = 0); rate_limit_evictions = $ev"
+}
+
+bench_ipblock() {
+    # 10,000 blocks: 1,000 IPv4 /16, 3,000 /24, 4,000 /32 and 2,000 IPv6
+    # /64; the same networks in bench.ip_nets with a GiST inet_ops index
+    # for the hand-written EXISTS.
+    say "ipblock: 10,000 blocks (/16, /24, /32 IPv4 and /64 IPv6), one blocked and one free address"
+    psql_ <<'SQL' >/dev/null
+CREATE TABLE bench.ip_nets (net cidr NOT NULL);
+INSERT INTO bench.ip_nets
+SELECT network(set_masklen('100.0.0.0'::inet + i * 65536, 16)) FROM generate_series(0, 999) i
+UNION ALL SELECT network(set_masklen('20.0.0.0'::inet + i * 256, 24)) FROM generate_series(0, 2999) i
+UNION ALL SELECT set_masklen('30.0.0.0'::inet + i * 7, 32)::cidr FROM generate_series(0, 3999) i
+UNION ALL SELECT format('2001:db8:%s:%s::/64', to_hex(i / 65536), to_hex(i % 65536))::cidr FROM generate_series(0, 1999) i;
+CREATE INDEX ON bench.ip_nets USING gist (net inet_ops);
+ANALYZE bench.ip_nets;
+INSERT INTO authx.ip_blocks (net, reason) SELECT net, 'bench' FROM bench.ip_nets;
+SQL
+    local hit=20.5.6.7 miss=50.1.2.3 n
+    n=$(psql_ -tAc "SELECT count(*) FROM authx.ip_blocks")
+    [ "$n" = 10000 ] || die "ipblock bench: $n blocks instead of 10000"
+    [ "$(psql_ -tAc "SELECT authx.ip_blocked('$hit')::text || authx.ip_blocked('$miss')::text")" = truefalse ] \
+        || die "ipblock bench: wrong answers"
+    [ "$(psql_ -tAc "SELECT (SELECT EXISTS (SELECT 1 FROM bench.ip_nets WHERE net >>= '$hit'::inet))::text
+                            || (SELECT EXISTS (SELECT 1 FROM bench.ip_nets WHERE net >>= '$miss'::inet))::text")" = truefalse ] \
+        || die "ipblock bench: wrong hand-written answers"
+    local t0
+    t0=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'ip_block_table_lookups'")
+    local s1=() bh=() bm=() hh=() hm=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        bh+=("$(tps 2 ipblock_blocked.sql -D ip="$hit")")
+        bm+=("$(tps 2 ipblock_blocked.sql -D ip="$miss")")
+        hh+=("$(tps 2 ipblock_handwritten.sql -D ip="$hit")")
+        hm+=("$(tps 2 ipblock_handwritten.sql -D ip="$miss")")
+    done
+    local t1 rl S1 BH BM HH HM
+    t1=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'ip_block_table_lookups'")
+    rl=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'ip_block_reloads'")
+    [ "$t1" = "$t0" ] || die "ipblock bench: $((t1 - t0)) answers came from the table"
+    S1=$(best "${s1[@]}") BH=$(best "${bh[@]}") BM=$(best "${bm[@]}") HH=$(best "${hh[@]}") HM=$(best "${hm[@]}")
+    echo
+    echo "## IP blocks ($(nproc) cores, 2 clients, prepared, 10,000 blocks, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "SELECT authx.ip_blocked(\$1), blocked address" "$BH" "$(median_ratio "${bh[*]}" "${s1[*]}")" "$(median_ratio "${bh[*]}" "${hh[*]}")"
+    row "SELECT authx.ip_blocked(\$1), free address" "$BM" "$(median_ratio "${bm[*]}" "${s1[*]}")" "$(median_ratio "${bm[*]}" "${hm[*]}")"
+    row "EXISTS (... net >>= \$1) GiST inet_ops, blocked address" "$HH" "$(median_ratio "${hh[*]}" "${s1[*]}")" "1.000"
+    row "EXISTS (... net >>= \$1) GiST inet_ops, free address" "$HM" "$(median_ratio "${hm[*]}" "${s1[*]}")" "1.000"
+    echo
+    echo "every ip_blocked answer from the shared copy (ip_block_table_lookups unchanged); ip_block_reloads = $rl"
 }
 
 for section in $SECTIONS; do

@@ -15,8 +15,9 @@
  * transaction commits (a row trigger marks the transaction, the commit
  * callback bumps).  The first ip_blocked call that sees a newer generation
  * than the copy's reads the table (with a snapshot taken after it read the
- * generation) and, under the lock held exclusively, installs the new copy
- * unless someone installed a newer one meanwhile.  A block's end is checked
+ * generation; not under REPEATABLE READ, whose snapshot may be older) and,
+ * under the lock held exclusively, installs the new copy unless someone
+ * installed a newer one meanwhile.  A block's end is checked
  * at lookup, so expiry needs no reload.  When the table holds more entries
  * than authx.ip_block_slots, or without shared_preload_libraries, the
  * answer comes from the table instead (correct, slower; counted).
@@ -342,6 +343,20 @@ reload(uint64 gen, TimestampTz now)
 	SPI_finish();
 
 	qsort(local, n, sizeof(IpEntry), entry_cmp);
+	/* One network written in two forms (v4 and mapped v6): the later end. */
+	if (n > 1)
+	{
+		int			kept = 1;
+
+		for (i = 1; i < n; i++)
+		{
+			if (entry_cmp(&local[i], &local[kept - 1]) == 0)
+				local[kept - 1].until = Max(local[kept - 1].until, local[i].until);
+			else
+				local[kept++] = local[i];
+		}
+		n = kept;
+	}
 	for (i = 0; i < n; i++)
 	{
 		IpGroup    *g = ngroups > 0 ? &groups[ngroups - 1] : NULL;
@@ -436,14 +451,19 @@ authx_ip_blocked(PG_FUNCTION_ARGS)
 	normalize(ip, &family, addr, &maxbits);
 	gen = pg_atomic_read_u64(&authx_shared->ipblock_generation);
 	answer = lookup(family, addr, now, gen);
-	if (answer == -1 && !ip_dirty)
+
+	/*
+	 * A stale copy is reloaded, but not with a REPEATABLE READ snapshot,
+	 * which may predate the generation it would be installed under.
+	 */
+	if (answer == -1 && !ip_dirty && !IsolationUsesXactSnapshot())
 	{
 		reload(gen, now);
 		answer = lookup(family, addr, now, gen);
 	}
 	/* Our own uncommitted changes, a table too big, or a race: the table. */
 	if (answer < 0 || ip_dirty)
-		PG_RETURN_BOOL(blocked_sql(PG_GETARG_DATUM(0), now));
+		answer = blocked_sql(PG_GETARG_DATUM(0), now) ? 1 : 0;
 	if (answer)
 		authx_stat_add(AUTHX_STAT_IPBLOCK_BLOCKED, 1);
 	PG_RETURN_BOOL(answer == 1);

@@ -153,14 +153,25 @@ $$;
 COMMENT ON FUNCTION authx._ipblock_purge(timestamptz) IS 'Internal. Deletes blocks that have ended (they stopped counting already).';
 
 -- Internal: the same answer as ip_blocked, from the table (used when the
--- shared-memory copy is unavailable or too small).
+-- shared-memory copy is unavailable, too small, or must not be trusted: our
+-- own uncommitted changes, a REPEATABLE READ snapshot).  Like the C lookup,
+-- the address's netmask is ignored and an IPv4 address matches networks
+-- written in either form (10.0.0.0/8 and ::ffff:10.0.0.0/104).
 CREATE FUNCTION authx._ip_blocked_sql(p_ip inet, p_now timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NOT EXISTS (SELECT 1 FROM authx.ip_blocks b WHERE b.allow AND b.net >>= p_ip)
-       AND EXISTS (SELECT 1 FROM authx.ip_blocks b
-                    WHERE NOT b.allow AND b.net >>= p_ip AND (b.until IS NULL OR b.until > p_now));
+    WITH h AS (SELECT set_masklen(p_ip, CASE family(p_ip) WHEN 4 THEN 32 ELSE 128 END) AS ip),
+         v4 AS (SELECT CASE WHEN family(h.ip) = 4 THEN h.ip
+                            WHEN h.ip <<= inet '::ffff:0.0.0.0/96' THEN inet '0.0.0.0' + (h.ip - inet '::ffff:0.0.0.0')
+                       END AS ip FROM h),
+         forms AS (SELECT h.ip FROM h
+                   UNION SELECT v4.ip FROM v4 WHERE v4.ip IS NOT NULL
+                   UNION SELECT inet '::ffff:0.0.0.0' + (v4.ip - inet '0.0.0.0') FROM v4 WHERE v4.ip IS NOT NULL),
+         hits AS (SELECT b.allow FROM authx.ip_blocks b JOIN forms f ON b.net >>= f.ip
+                   WHERE b.until IS NULL OR b.until > p_now)
+    SELECT NOT EXISTS (SELECT 1 FROM hits WHERE hits.allow)
+       AND EXISTS (SELECT 1 FROM hits WHERE NOT hits.allow);
 $$;
 COMMENT ON FUNCTION authx._ip_blocked_sql(inet, timestamptz) IS 'Internal. ip_blocked computed from the table.';

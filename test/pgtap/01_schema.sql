@@ -74,9 +74,18 @@
 --     rate_check for authx_app; role and grant management, rate_policy_set
 --     and rate_override_* for authx_admin); table grants are SELECT for
 --     authx_admin only (the rate-limit tables included), never on api_keys;
+--   * IP blocking: the table ip_blocks (columns, defaults, primary key
+--     (net, allow) as its only index, source check, dumped whole), its
+--     triggers ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)
+--     on the C function _ip_blocks_changed; ip_blocked VOLATILE STRICT
+--     PARALLEL RESTRICTED C, not a definer, executable by authx_app;
+--     ip_block, ip_unblock, ip_allow, ip_disallow, ip_blocks definers for
+--     authx_admin, who also reads ip_blocks; _ip_blocks_live and
+--     _ip_blocked_sql SQL definers, _ipblock_purge PL/pgSQL, granted to
+--     no one; argument names and defaults of the public functions;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(68);
+SELECT plan(74);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -98,6 +107,10 @@ SELECT set_eq(
         'function authx._apikeys_purge(timestamp with time zone)',
         'function authx._audit_tx(text,authx.severity,uuid,jsonb)',
         'function authx._email_normalize(text)',
+        'function authx._ip_blocked_sql(inet,timestamp with time zone)',
+        'function authx._ip_blocks_changed()',
+        'function authx._ip_blocks_live(timestamp with time zone)',
+        'function authx._ipblock_purge(timestamp with time zone)',
         'function authx._lockout_clear(uuid,inet)',
         'function authx._lockout_fail(uuid,inet)',
         'function authx._lockout_state(uuid,inet)',
@@ -142,6 +155,12 @@ SELECT set_eq(
         'function authx.cache_status()',
         'function authx.cache_sync(interval)',
         'function authx.has_permission(uuid,text)',
+        'function authx.ip_allow(cidr,text)',
+        'function authx.ip_block(cidr,interval,text)',
+        'function authx.ip_blocked(inet)',
+        'function authx.ip_blocks()',
+        'function authx.ip_disallow(cidr)',
+        'function authx.ip_unblock(cidr)',
         'function authx.login(text,text,inet,text)',
         'function authx.maintenance_run()',
         'function authx.password_set(uuid,text)',
@@ -181,6 +200,7 @@ SELECT set_eq(
         'table authx.api_keys',
         'table authx.audit_log',
         'table authx.audit_log_default',
+        'table authx.ip_blocks',
         'table authx.lockouts',
         'table authx.rate_limit_overrides',
         'table authx.rate_limit_policies',
@@ -213,7 +233,8 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock', '_apikey_new', '_apikey_touch',
     '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_email_normalize', '_lockout_clear', '_lockout_fail', '_lockout_state',
+    '_audit_tx', '_email_normalize', '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ipblock_purge',
+    '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_permission_valid', '_permissions_normalize', '_rate_policy_merge_seed', '_rate_policy_unseed',
     '_ratelimit_purge',
@@ -224,7 +245,8 @@ SELECT functions_are('authx', ARRAY[
     '_user_status_apikeys', '_user_status_revoke',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify',
-    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission', 'login', 'maintenance_run',
+    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission',
+    'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'login', 'maintenance_run',
     'password_set', 'password_verify',
     'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent',
@@ -236,8 +258,8 @@ SELECT functions_are('authx', ARRAY[
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 88,
-          'schema authx has exactly 88 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 98,
+          'schema authx has exactly 98 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -257,17 +279,17 @@ SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'sev
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the twelve members.
+-- are not members; every other table must be one of the thirteen members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
          AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
                                'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
-                               'rate_limit_policies', 'rate_limit_overrides')
+                               'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
-    'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides '
-    'and daily partitions'
+    'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
+    'ip_blocks and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -522,9 +544,9 @@ SELECT set_eq(
              ('authx.sessions', ''), ('authx.lockouts', ''), ('authx.roles', 'WHERE NOT seeded'),
              ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
              ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
-             ('authx.rate_limit_overrides', '')$$,
+             ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
-    'api_key_usage, rate_limit_overrides, and roles, role_permissions and rate_limit_policies but the '
+    'api_key_usage, rate_limit_overrides, ip_blocks, and roles, role_permissions and rate_limit_policies but the '
     'seeded rows (pg_extension_config_dump)'
 );
 
@@ -588,12 +610,18 @@ SELECT set_eq(
               'WHEN (old.seeded) EXECUTE FUNCTION authx._rate_policy_unseed()'),
              ('authx.rate_limit_policies', 'rate_limit_policies_merge_seed',
               'CREATE TRIGGER rate_limit_policies_merge_seed BEFORE INSERT ON authx.rate_limit_policies FOR EACH ROW '
-              'WHEN ((NOT new.seeded)) EXECUTE FUNCTION authx._rate_policy_merge_seed()')$$,
+              'WHEN ((NOT new.seeded)) EXECUTE FUNCTION authx._rate_policy_merge_seed()'),
+             ('authx.ip_blocks', 'ip_blocks_changed',
+              'CREATE TRIGGER ip_blocks_changed AFTER INSERT OR DELETE OR UPDATE ON authx.ip_blocks '
+              'FOR EACH ROW EXECUTE FUNCTION authx._ip_blocks_changed()'),
+             ('authx.ip_blocks', 'ip_blocks_truncated',
+              'CREATE TRIGGER ip_blocks_truncated AFTER TRUNCATE ON authx.ip_blocks '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._ip_blocks_changed()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
     'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '
-    'rate_limit_policies_merge_seed'
+    'rate_limit_policies_merge_seed, ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE)'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -687,6 +715,76 @@ SELECT is(pg_catalog.pg_get_function_arguments('authx.cache_sync(interval)'::reg
           'timeout interval DEFAULT ''00:00:30''::interval',
           'cache_sync(timeout interval DEFAULT ''30 seconds'')');
 
+-- IP blocking: ip_blocked is the C hot path (STRICT: NULL in, NULL out);
+-- management and the table readers are definers; _ipblock_purge
+-- (maintenance) is not; the trigger function is C.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace AND (p.proname LIKE 'ip\_%' OR p.proname LIKE '\_ip%')$$,
+    $$VALUES ('authx.ip_blocked(inet)', 'c', false, 'v', 'r', true, 'boolean'),
+             ('authx.ip_block(cidr,interval,text)', 'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.ip_unblock(cidr)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.ip_allow(cidr,text)', 'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.ip_disallow(cidr)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.ip_blocks()', 'sql', true, 's', 'u', false, 'record'),
+             ('authx._ip_blocks_changed()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx._ip_blocks_live(timestamp with time zone)', 'sql', true, 's', 'u', false, 'record'),
+             ('authx._ip_blocked_sql(inet,timestamp with time zone)', 'sql', true, 's', 'u', false, 'boolean'),
+             ('authx._ipblock_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
+    'IP-block functions: ip_blocked VOLATILE STRICT PARALLEL RESTRICTED C; ip_block, ip_unblock, ip_allow, '
+    'ip_disallow PL/pgSQL and ip_blocks, _ip_blocks_live, _ip_blocked_sql SQL definers; _ip_blocks_changed C '
+    'trigger; _ipblock_purge PL/pgSQL, not a definer'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname LIKE 'ip\_%' ORDER BY 1$$,
+    $$VALUES ('authx.ip_allow(cidr,text)', 'net cidr, reason text DEFAULT NULL::text', 'void'),
+             ('authx.ip_block(cidr,interval,text)',
+              'net cidr, duration interval DEFAULT NULL::interval, reason text DEFAULT NULL::text', 'void'),
+             ('authx.ip_blocked(inet)', 'ip inet', 'boolean'),
+             ('authx.ip_blocks()', '',
+              'TABLE(net cidr, allow boolean, until timestamp with time zone, reason text, source text, '
+              'created_at timestamp with time zone)'),
+             ('authx.ip_disallow(cidr)', 'net cidr', 'boolean'),
+             ('authx.ip_unblock(cidr)', 'net cidr', 'boolean')$$,
+    'IP-block functions: argument names, defaults (duration and reasons NULL) and results'
+);
+SELECT columns_are('authx', 'ip_blocks', ARRAY['net', 'allow', 'until', 'reason', 'source', 'created_at'],
+                   'authx.ip_blocks columns');
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid = 'authx.ip_blocks'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY a.attnum$$,
+    $$VALUES ('net', 'cidr', true, NULL::text),
+             ('allow', 'boolean', true, 'false'),
+             ('until', 'timestamp with time zone', false, NULL),
+             ('reason', 'text', false, NULL),
+             ('source', 'text', true, '''manual''::text'),
+             ('created_at', 'timestamp with time zone', true, 'now()')$$,
+    'ip_blocks: column types, NOT NULL and defaults'
+);
+-- ip_block / ip_allow name the primary key in ON CONFLICT.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid = 'authx.ip_blocks'::regclass$$,
+    $$VALUES ('authx.ip_blocks_pkey', 'CREATE UNIQUE INDEX ip_blocks_pkey ON authx.ip_blocks USING btree (net, allow)')$$,
+    'the only index of ip_blocks is its primary key (net, allow)'
+);
+SELECT set_eq(
+    $$SELECT c.conname::text, pg_catalog.pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid = 'authx.ip_blocks'::regclass$$,
+    $$VALUES ('ip_blocks_pkey', 'PRIMARY KEY (net, allow)'),
+             ('ip_blocks_source_check', 'CHECK ((source = ANY (ARRAY[''manual''::text, ''auto''::text])))')$$,
+    'constraints of ip_blocks are exactly the primary key and the source check (manual or auto)'
+);
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -701,6 +799,8 @@ SELECT set_eq(
        WHERE p.pronamespace = 'authx'::regnamespace AND p.prosecdef$$,
     ARRAY[
         'authx._audit_tx(text,authx.severity,uuid,jsonb)',
+        'authx._ip_blocked_sql(inet,timestamp with time zone)',
+        'authx._ip_blocks_live(timestamp with time zone)',
         'authx._maintenance_run_at(timestamp with time zone)',
         'authx._partitions_maintain(regclass,integer,integer,timestamp with time zone)',
         'authx._rbac_resolve(uuid,timestamp with time zone)',
@@ -711,6 +811,11 @@ SELECT set_eq(
         'authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
         'authx.apikey_usage(uuid,timestamp with time zone)',
         'authx.audit(text,text,uuid,inet,jsonb,text)',
+        'authx.ip_allow(cidr,text)',
+        'authx.ip_block(cidr,interval,text)',
+        'authx.ip_blocks()',
+        'authx.ip_disallow(cidr)',
+        'authx.ip_unblock(cidr)',
         'authx.login(text,text,inet,text)',
         'authx.maintenance_run()',
         'authx.password_set(uuid,text)',
@@ -843,6 +948,7 @@ SELECT set_eq(
              ('authx.rate_limit(text,integer,interval,integer)', 'authx_app'),
              ('authx.rate_peek(text,integer,interval)', 'authx_app'),
              ('authx.rate_check(text,text,integer)', 'authx_app'),
+             ('authx.ip_blocked(inet)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -862,7 +968,12 @@ SELECT set_eq(
              ('authx.user_revoke(uuid,text)', 'authx_admin'),
              ('authx.rate_policy_set(text,integer,interval,text,text)', 'authx_admin'),
              ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)', 'authx_admin'),
-             ('authx.rate_override_remove(text,text)', 'authx_admin')$$,
+             ('authx.rate_override_remove(text,text)', 'authx_admin'),
+             ('authx.ip_block(cidr,interval,text)', 'authx_admin'),
+             ('authx.ip_unblock(cidr)', 'authx_admin'),
+             ('authx.ip_allow(cidr,text)', 'authx_admin'),
+             ('authx.ip_disallow(cidr)', 'authx_admin'),
+             ('authx.ip_blocks()', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones'
 );
 
@@ -881,9 +992,10 @@ SELECT set_eq(
              ('user_roles', 'authx_admin', 'SELECT'),
              ('api_key_usage', 'authx_admin', 'SELECT'),
              ('rate_limit_policies', 'authx_admin', 'SELECT'),
-             ('rate_limit_overrides', 'authx_admin', 'SELECT')$$,
+             ('rate_limit_overrides', 'authx_admin', 'SELECT'),
+             ('ip_blocks', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
-    'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides for authx_admin '
+    'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks for authx_admin '
     '(nothing on api_keys)'
 );
 

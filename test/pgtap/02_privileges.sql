@@ -23,9 +23,13 @@
 --     rate_override_remove), read or write authx.rate_limit_policies or
 --     rate_limit_overrides, nor call _ratelimit_purge or the trigger
 --     functions _rate_policy_unseed and _rate_policy_merge_seed — all
---     42501; can use its twenty-seven
+--     42501; cannot manage IP blocks (ip_block, ip_unblock, ip_allow,
+--     ip_disallow, ip_blocks), read or write authx.ip_blocks, nor call
+--     _ip_blocks_live, _ip_blocked_sql, _ipblock_purge or the trigger
+--     function _ip_blocks_changed — all 42501; can use its twenty-eight
 --     functions (the API key functions, has_permission, user_permissions,
---     user_roles, rate_limit, rate_peek and rate_check included), and
+--     user_roles, rate_limit, rate_peek, rate_check and ip_blocked
+--     included), and
 --     user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
@@ -37,12 +41,15 @@
 --     user_revoke, role_drop), manages rate limits (rate_policy_set,
 --     rate_override_set, rate_override_remove) and reads authx.roles,
 --     role_permissions, user_roles, api_key_usage, rate_limit_policies and
---     rate_limit_overrides, but still cannot call internals
+--     rate_limit_overrides, manages IP blocks (ip_block, ip_unblock,
+--     ip_allow, ip_disallow, ip_blocks) and reads authx.ip_blocks, but
+--     still cannot call internals
 --     (_maintenance_run_at with a fake clock included, the cache trigger
 --     functions, _rbac_resolve, _rbac_purge, _apikeys_purge,
 --     _ratelimit_purge, the trigger functions _user_deleted_roles,
---     _rate_policy_unseed and _rate_policy_merge_seed) nor write to the audit trail, users, sessions,
---     the RBAC or the rate-limit tables, nor read authx.api_keys (key hashes) or
+--     _rate_policy_unseed and _rate_policy_merge_seed, _ip_blocks_live,
+--     _ip_blocked_sql, _ipblock_purge, _ip_blocks_changed) nor write to the audit trail, users, sessions,
+--     the RBAC, the rate-limit tables or ip_blocks, nor read authx.api_keys (key hashes) or
 --     authx.redis_url (it may hold a password); authx.redis_url is in no
 --     row of pg_settings;
 --   * a fresh role with no grants cannot call any authx function: neither
@@ -56,7 +63,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(298);
+SELECT plan(337);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -181,7 +188,19 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
      $$INSERT INTO authx.rate_limit_overrides (policy, subject, bypass) VALUES ('login', 'pgtap-privs', true)$$),
     ('call _ratelimit_purge', 'SELECT authx._ratelimit_purge(now())'),
     ('call _rate_policy_unseed', 'SELECT authx._rate_policy_unseed()'),
-    ('call _rate_policy_merge_seed', 'SELECT authx._rate_policy_merge_seed()')) v(what, call);
+    ('call _rate_policy_merge_seed', 'SELECT authx._rate_policy_merge_seed()'),
+    ('call ip_block', $$SELECT authx.ip_block('198.51.100.0/24')$$),
+    ('call ip_unblock', $$SELECT authx.ip_unblock('198.51.100.0/24')$$),
+    ('call ip_allow (allow itself)', $$SELECT authx.ip_allow('0.0.0.0/0')$$),
+    ('call ip_disallow', $$SELECT authx.ip_disallow('198.51.100.0/24')$$),
+    ('call ip_blocks', 'SELECT * FROM authx.ip_blocks()'),
+    ('SELECT authx.ip_blocks', 'SELECT * FROM authx.ip_blocks'),
+    ('INSERT into authx.ip_blocks', $$INSERT INTO authx.ip_blocks (net, allow) VALUES ('0.0.0.0/0', true)$$),
+    ('DELETE from authx.ip_blocks', 'DELETE FROM authx.ip_blocks'),
+    ('call _ip_blocks_live', 'SELECT * FROM authx._ip_blocks_live(now())'),
+    ('call _ip_blocked_sql', $$SELECT authx._ip_blocked_sql('198.51.100.1', now())$$),
+    ('call _ipblock_purge', 'SELECT authx._ipblock_purge(now())'),
+    ('call _ip_blocks_changed', 'SELECT authx._ip_blocks_changed()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -217,6 +236,7 @@ SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_peek(:'rl_subject',
           'app: rate_peek works');
 SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_check('login', :'rl_subject')), '(t,4)',
           'app: rate_check works (the seeded login policy, 5 per minute)');
+SELECT is(authx.ip_blocked('198.51.100.77'), false, 'app: ip_blocked works');
 
 RESET ROLE;
 
@@ -319,6 +339,25 @@ SELECT throws_ok($$SELECT authx._ratelimit_purge(now() + interval '10 years')$$,
                  'admin: cannot call _ratelimit_purge');
 SELECT throws_ok('SELECT authx._rate_policy_unseed()', '42501', NULL, 'admin: cannot call _rate_policy_unseed');
 SELECT throws_ok('SELECT authx._rate_policy_merge_seed()', '42501', NULL, 'admin: cannot call _rate_policy_merge_seed');
+-- IP blocks (in this transaction, rolled back at the end).
+SELECT lives_ok($$SELECT authx.ip_block('198.51.100.0/24', '1 hour', 'pgtap-privs')$$, 'admin: ip_block works');
+SELECT is(authx.ip_blocked('198.51.100.77'), true, 'admin inherits authx_app: ip_blocked works (blocked)');
+SELECT is((SELECT (net, allow, reason)::text FROM authx.ip_blocks() WHERE net = '198.51.100.0/24'),
+          '(198.51.100.0/24,f,pgtap-privs)', 'admin: ip_blocks() works');
+SELECT is((SELECT count(*) FROM authx.ip_blocks WHERE net = '198.51.100.0/24')::int, 1, 'admin: can read authx.ip_blocks');
+SELECT lives_ok($$SELECT authx.ip_allow('198.51.100.77/32', 'pgtap-privs')$$, 'admin: ip_allow works');
+SELECT is(authx.ip_disallow('198.51.100.77/32'), true, 'admin: ip_disallow works');
+SELECT is(authx.ip_unblock('198.51.100.0/24'), true, 'admin: ip_unblock works');
+SELECT throws_ok($$INSERT INTO authx.ip_blocks (net) VALUES ('198.51.100.0/24')$$, '42501', NULL,
+                 'admin: cannot INSERT into authx.ip_blocks');
+SELECT throws_ok('UPDATE authx.ip_blocks SET until = NULL', '42501', NULL, 'admin: cannot UPDATE authx.ip_blocks');
+SELECT throws_ok('DELETE FROM authx.ip_blocks', '42501', NULL, 'admin: cannot DELETE from authx.ip_blocks');
+SELECT throws_ok('SELECT * FROM authx._ip_blocks_live(now())', '42501', NULL, 'admin: cannot call _ip_blocks_live');
+SELECT throws_ok($$SELECT authx._ip_blocked_sql('198.51.100.77', now())$$, '42501', NULL,
+                 'admin: cannot call _ip_blocked_sql');
+SELECT throws_ok($$SELECT authx._ipblock_purge(now() + interval '10 years')$$, '42501', NULL,
+                 'admin: cannot call _ipblock_purge');
+SELECT throws_ok('SELECT authx._ip_blocks_changed()', '42501', NULL, 'admin: cannot call _ip_blocks_changed');
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -344,10 +383,10 @@ SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
                        'authx_app has no privilege on active_lockouts');
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx_admin has only SELECT on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides']) t;
+                    'rate_limit_overrides', 'ip_blocks']) t;
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides']) t;
+                    'rate_limit_overrides', 'ip_blocks']) t;
 SELECT table_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[], 'authx_admin has no privilege on api_keys');
 SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
                             'authx_admin has no privilege on any api_keys column');
@@ -381,6 +420,7 @@ SELECT p.oid::regprocedure::text AS fn,
                                    WHEN 'interval' THEN $$'0'::interval$$
                                    WHEN 'timestamp with time zone' THEN 'now()'
                                    WHEN 'inet' THEN $$'127.0.0.1'::inet$$
+                                   WHEN 'cidr' THEN $$'127.0.0.0/8'::cidr$$
                                    WHEN 'jsonb' THEN $$'{}'::jsonb$$
                                    WHEN 'regclass' THEN $$'authx.audit_log'::regclass$$
                                    WHEN 'authx.severity' THEN $$'info'::authx.severity$$
@@ -391,8 +431,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 88,
-          'a call was built for each of the 88 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 98,
+          'a call was built for each of the 98 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

@@ -1,0 +1,1 @@
+SELECT authx.ip_blocked(:ip);
