@@ -130,6 +130,18 @@ typedef enum AuthxLock
 	AUTHX_NUM_LOCKS
 } AuthxLock;
 
+/*
+ * Generations: counters in shared memory that a transaction bumps when it
+ * commits, after a trigger marked it as having changed what a backend-side
+ * or shared copy was built from (shmem.c).
+ */
+typedef enum AuthxGeneration
+{
+	AUTHX_GEN_RBAC,				/* roles, permissions, grants, user status */
+	AUTHX_GEN_IPBLOCK,			/* authx.ip_blocks */
+	AUTHX_NUM_GENERATIONS
+} AuthxGeneration;
+
 typedef struct AuthxShared
 {
 	LWLockPadded *locks;		/* AUTHX_NUM_LOCKS locks of tranche "authx" */
@@ -162,10 +174,8 @@ typedef struct AuthxShared
 	pg_atomic_uint32 password_inflight;
 	ConditionVariable password_cv;
 
-	/* Bumped by every commit that changed roles or grants (rbac.c). */
-	pg_atomic_uint64 rbac_generation;
-	/* Bumped by every commit that changed authx.ip_blocks (ipblock.c). */
-	pg_atomic_uint64 ipblock_generation;
+	/* Bumped by commits that changed what each AuthxGeneration covers. */
+	pg_atomic_uint64 generations[AUTHX_NUM_GENERATIONS];
 
 	pg_atomic_uint64 stats[AUTHX_NUM_STATS];
 } AuthxShared;
@@ -176,6 +186,9 @@ extern void authx_shmem_init(void);
 extern void authx_require_shmem(void);
 extern LWLock *authx_lock(AuthxLock which);
 extern void authx_wake_maintenance(void);
+extern void authx_generation_touch(AuthxGeneration g);
+extern bool authx_generation_dirty(AuthxGeneration g);
+extern uint64 authx_generation_read(AuthxGeneration g);
 
 static inline void
 authx_stat_add(AuthxStat stat, uint64 delta)

@@ -76,8 +76,6 @@ typedef struct IpShared
 } IpShared;
 
 static IpShared *ipshared = NULL;
-static bool ip_dirty = false;
-static bool callback_registered = false;
 static SPIPlanPtr load_plan = NULL;
 static SPIPlanPtr sql_plan = NULL;
 
@@ -96,39 +94,6 @@ authx_ipblock_shmem_startup(char *base, bool found)
 		memset(ipshared, 0, offsetof(IpShared, entries));
 }
 
-/* ----------------------------------------------------------------
- * Invalidation
- * ----------------------------------------------------------------
- */
-
-static void
-ip_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			if (ip_dirty)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that changed authx IP blocks"),
-						 errhint("Commit such changes directly.")));
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (ip_dirty && authx_shared != NULL)
-				pg_atomic_fetch_add_u64(&authx_shared->ipblock_generation, 1);
-			ip_dirty = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			ip_dirty = false;
-			break;
-		default:
-			break;
-	}
-}
-
 PG_FUNCTION_INFO_V1(authx_ip_blocks_changed);
 
 /*
@@ -142,12 +107,7 @@ authx_ip_blocks_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authx._ip_blocks_changed() must be called as a trigger")));
-	if (!callback_registered)
-	{
-		RegisterXactCallback(ip_xact_callback, NULL);
-		callback_registered = true;
-	}
-	ip_dirty = true;
+	authx_generation_touch(AUTHX_GEN_IPBLOCK);
 	return PointerGetDatum(NULL);
 }
 
@@ -449,20 +409,20 @@ authx_ip_blocked(PG_FUNCTION_ARGS)
 	if (authx_shared == NULL)
 		PG_RETURN_BOOL(blocked_sql(PG_GETARG_DATUM(0), now));
 	normalize(ip, &family, addr, &maxbits);
-	gen = pg_atomic_read_u64(&authx_shared->ipblock_generation);
+	gen = authx_generation_read(AUTHX_GEN_IPBLOCK);
 	answer = lookup(family, addr, now, gen);
 
 	/*
 	 * A stale copy is reloaded, but not with a REPEATABLE READ snapshot,
 	 * which may predate the generation it would be installed under.
 	 */
-	if (answer == -1 && !ip_dirty && !IsolationUsesXactSnapshot())
+	if (answer == -1 && !authx_generation_dirty(AUTHX_GEN_IPBLOCK) && !IsolationUsesXactSnapshot())
 	{
 		reload(gen, now);
 		answer = lookup(family, addr, now, gen);
 	}
 	/* Our own uncommitted changes, a table too big, or a race: the table. */
-	if (answer < 0 || ip_dirty)
+	if (answer < 0 || authx_generation_dirty(AUTHX_GEN_IPBLOCK))
 		answer = blocked_sql(PG_GETARG_DATUM(0), now) ? 1 : 0;
 	if (answer)
 		authx_stat_add(AUTHX_STAT_IPBLOCK_BLOCKED, 1);

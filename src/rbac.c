@@ -61,8 +61,6 @@ typedef struct PermEntry
 static HTAB *perm_cache = NULL;
 static MemoryContext perm_cxt = NULL;
 static SPIPlanPtr resolve_plan = NULL;
-static bool rbac_dirty = false;
-static bool callback_registered = false;
 
 /*
  * part_ok
@@ -150,35 +148,6 @@ authx_permission_valid(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-static void
-rbac_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			/* COMMIT PREPARED runs elsewhere, where nobody would bump. */
-			if (rbac_dirty)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that changed authx roles or grants"),
-						 errhint("Commit such changes directly.")));
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (rbac_dirty && authx_shared != NULL)
-				pg_atomic_fetch_add_u64(&authx_shared->rbac_generation, 1);
-			rbac_dirty = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			rbac_dirty = false;
-			break;
-		default:
-			break;
-	}
-}
-
 PG_FUNCTION_INFO_V1(authx_rbac_changed);
 
 /*
@@ -193,12 +162,7 @@ authx_rbac_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authx._rbac_changed() must be called as a trigger")));
-	if (!callback_registered)
-	{
-		RegisterXactCallback(rbac_xact_callback, NULL);
-		callback_registered = true;
-	}
-	rbac_dirty = true;
+	authx_generation_touch(AUTHX_GEN_RBAC);
 	return PointerGetDatum(NULL);
 }
 
@@ -341,7 +305,7 @@ authx_has_permission(PG_FUNCTION_ARGS)
 	 * possibly older than the generation: answer from the cache, but do not
 	 * fill it.
 	 */
-	bool		cacheable = authx_shared != NULL && !rbac_dirty;
+	bool		cacheable = authx_shared != NULL && !authx_generation_dirty(AUTHX_GEN_RBAC);
 	bool		fill = !IsolationUsesXactSnapshot();
 	uint64		generation = 0;
 	PermEntry  *e;
@@ -364,7 +328,7 @@ authx_has_permission(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(blob_covers(blob, n, w, wlen, wcolon));
 	}
 
-	generation = pg_atomic_read_u64(&authx_shared->rbac_generation);
+	generation = authx_generation_read(AUTHX_GEN_RBAC);
 	if (perm_cache == NULL)
 		cache_create();
 	e = hash_search(perm_cache, user_id, HASH_FIND, NULL);

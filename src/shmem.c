@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -130,8 +131,8 @@ authx_shmem_startup(void)
 		ConditionVariableInit(&authx_shared->audit_cv);
 		pg_atomic_init_u32(&authx_shared->password_inflight, 0);
 		ConditionVariableInit(&authx_shared->password_cv);
-		pg_atomic_init_u64(&authx_shared->rbac_generation, 0);
-		pg_atomic_init_u64(&authx_shared->ipblock_generation, 0);
+		for (i = 0; i < AUTHX_NUM_GENERATIONS; i++)
+			pg_atomic_init_u64(&authx_shared->generations[i], 0);
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
 	}
@@ -196,4 +197,86 @@ authx_wake_maintenance(void)
 	if (latch)
 		SetLatch(latch);
 	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+}
+
+/* ----------------------------------------------------------------
+ * Generations bumped at commit
+ * ----------------------------------------------------------------
+ */
+
+static const char *const generation_names[AUTHX_NUM_GENERATIONS] = {
+	"roles or grants", "IP blocks"
+};
+
+static bool generation_dirty[AUTHX_NUM_GENERATIONS];
+static bool generation_callback = false;
+
+/*
+ * generation_xact_callback
+ *		At COMMIT bump what this transaction changed (an atomic add: nothing
+ *		that can fail).  A PREPAREd transaction would be committed where
+ *		nobody bumps: refused before the point of no return.
+ */
+static void
+generation_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	for (i = 0; i < AUTHX_NUM_GENERATIONS; i++)
+	{
+		if (!generation_dirty[i])
+			continue;
+		switch (event)
+		{
+			case XACT_EVENT_PRE_PREPARE:
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that changed authx %s", generation_names[i]),
+						 errhint("Commit such changes directly.")));
+				break;
+			case XACT_EVENT_COMMIT:
+			case XACT_EVENT_PARALLEL_COMMIT:
+				if (authx_shared != NULL)
+					pg_atomic_fetch_add_u64(&authx_shared->generations[i], 1);
+				generation_dirty[i] = false;
+				break;
+			case XACT_EVENT_ABORT:
+			case XACT_EVENT_PARALLEL_ABORT:
+			case XACT_EVENT_PREPARE:
+				generation_dirty[i] = false;
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+/*
+ * authx_generation_touch
+ *		This transaction changed what generation g covers: bump it at commit.
+ */
+void
+authx_generation_touch(AuthxGeneration g)
+{
+	if (!generation_callback)
+	{
+		RegisterXactCallback(generation_xact_callback, NULL);
+		generation_callback = true;
+	}
+	generation_dirty[g] = true;
+}
+
+/* Has this transaction changed what g covers (not yet visible to others)? */
+bool
+authx_generation_dirty(AuthxGeneration g)
+{
+	return generation_dirty[g];
+}
+
+/* The current value; read before building anything it covers. */
+uint64
+authx_generation_read(AuthxGeneration g)
+{
+	Assert(authx_shared != NULL);
+	return pg_atomic_read_u64(&authx_shared->generations[g]);
 }
