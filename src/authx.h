@@ -338,6 +338,7 @@ extern bool authx_permission_covers(const char *g, int glen, const char *w, int 
 /* IP blocking (ipblock.c) */
 extern Size authx_ipblock_shmem_size(void);
 extern void authx_ipblock_shmem_startup(char *base, bool found);
+extern bool authx_ip_is_blocked(Datum ip);
 
 /* Log redaction (redact.c) */
 extern void authx_redact_init(void);

@@ -390,15 +390,15 @@ lookup(uint8 family, const uint8 *addr, TimestampTz now, uint64 gen)
 	return answer == 2 ? 0 : answer;
 }
 
-PG_FUNCTION_INFO_V1(authx_ip_blocked);
-
 /*
- * authx.ip_blocked(ip inet) RETURNS boolean
+ * authx_ip_is_blocked
+ *		Is the address (an inet datum) blocked now?  For ip_blocked and the
+ *		hot paths that honour blocks (session_validate).
  */
-Datum
-authx_ip_blocked(PG_FUNCTION_ARGS)
+bool
+authx_ip_is_blocked(Datum ipd)
 {
-	inet	   *ip = PG_GETARG_INET_PP(0);
+	inet	   *ip = DatumGetInetPP(ipd);
 	TimestampTz now = GetCurrentTimestamp();
 	uint8		family;
 	uint8		addr[16];
@@ -407,7 +407,7 @@ authx_ip_blocked(PG_FUNCTION_ARGS)
 	int			answer;
 
 	if (authx_shared == NULL)
-		PG_RETURN_BOOL(blocked_sql(PG_GETARG_DATUM(0), now));
+		return blocked_sql(ipd, now);
 	normalize(ip, &family, addr, &maxbits);
 	gen = authx_generation_read(AUTHX_GEN_IPBLOCK);
 	answer = lookup(family, addr, now, gen);
@@ -423,8 +423,19 @@ authx_ip_blocked(PG_FUNCTION_ARGS)
 	}
 	/* Our own uncommitted changes, a table too big, or a race: the table. */
 	if (answer < 0 || authx_generation_dirty(AUTHX_GEN_IPBLOCK))
-		answer = blocked_sql(PG_GETARG_DATUM(0), now) ? 1 : 0;
+		answer = blocked_sql(ipd, now) ? 1 : 0;
 	if (answer)
 		authx_stat_add(AUTHX_STAT_IPBLOCK_BLOCKED, 1);
-	PG_RETURN_BOOL(answer == 1);
+	return answer == 1;
+}
+
+PG_FUNCTION_INFO_V1(authx_ip_blocked);
+
+/*
+ * authx.ip_blocked(ip inet) RETURNS boolean
+ */
+Datum
+authx_ip_blocked(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(authx_ip_is_blocked(PG_GETARG_DATUM(0)));
 }

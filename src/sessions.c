@@ -389,7 +389,7 @@ PG_FUNCTION_INFO_V1(authx_session_validate);
  * authx.session_validate(token text, ip inet) RETURNS uuid
  *		The session's user id, or NULL when the token is malformed, unknown,
  *		revoked (which disabling or deleting its user does) or expired
- *		(absolute or idle).  Never raises on bad input.
+ *		(absolute or idle), or ip is blocked.  Never raises on bad input.
  */
 Datum
 authx_session_validate(PG_FUNCTION_ARGS)
@@ -407,6 +407,12 @@ authx_session_validate(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 
+	/* A blocked address gets no session, whatever the token. */
+	if (!PG_ARGISNULL(1) && authx_ip_is_blocked(PG_GETARG_DATUM(1)))
+	{
+		authx_stat_add(AUTHX_STAT_SESSION_INVALID, 1);
+		PG_RETURN_NULL();
+	}
 	now = GetCurrentTimestamp();
 	verdict = session_lookup(hash, now, &row, &owner);
 	if (verdict != AUTHX_SESSION_OK)

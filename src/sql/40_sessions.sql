@@ -105,7 +105,7 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'authx_session_validate'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION authx.session_validate(text, inet) IS
-'Returns the user id of a valid session, or NULL when the token is malformed, unknown, revoked (disabling or deleting a user revokes their sessions), or expired (absolute or idle). Never raises on bad input.';
+'Returns the user id of a valid session, or NULL when the token is malformed, unknown, revoked (disabling or deleting a user revokes their sessions), or expired (absolute or idle), or when ip is blocked. Never raises on bad input.';
 
 -- Internal: a setting with a unit, as an interval ("7d" parses as 7 days).
 CREATE FUNCTION authx._setting_interval(p_name text, p_default interval)
@@ -194,6 +194,13 @@ DECLARE
     v_rc     integer;
     r        record;
 BEGIN
+    -- A blocked address is answered before anything costs: no hash, no
+    -- lookup, nothing to learn about the account.
+    IF ip IS NOT NULL AND authx.ip_blocked(ip) THEN
+        PERFORM authx.audit('login.blocked', 'medium', NULL, ip, '{}', user_agent);
+        RETURN QUERY SELECT 'blocked'::text, NULL::uuid, NULL::text, NULL::timestamptz;
+        RETURN;
+    END IF;
     SELECT * INTO v_user FROM authx.users u
      WHERE lower(u.email) = lower(btrim(login.email, E' \t\r\n')) AND u.deleted_at IS NULL;
     IF v_user.id IS NOT NULL THEN
@@ -250,7 +257,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authx.login(text, text, inet, text) IS
-'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled. locked and disabled are only revealed to the right password. Never raises on bad input.';
+'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked). locked and disabled are only revealed to the right password. Never raises on bad input.';
 
 CREATE FUNCTION authx.session_info(token text)
 RETURNS TABLE (user_id uuid, session_id uuid, created_at timestamptz, expires_at timestamptz,
