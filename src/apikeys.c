@@ -585,21 +585,11 @@ hash_matches(TupleTableSlot *slot, AttrNumber att, const uint8 *hash)
 		authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN);
 }
 
-/*
- * interval_us
- *		An interval as a fixed length, the way extract(epoch FROM ...) counts
- *		it (a day is 24 hours, a month 30 days, a year 365.25 days), so the
- *		SQL side (_apikey_consume, apikey_list) agrees with us in every
- *		TimeZone.
- */
+/* A fixed-length interval (authx_interval_epoch_us) in whole microseconds. */
 static int64
 interval_us(const Interval *iv)
 {
-	int64		years = iv->month / MONTHS_PER_YEAR;
-	int64		months = iv->month % MONTHS_PER_YEAR;
-
-	return iv->time + ((int64) iv->day + months * DAYS_PER_MONTH) * USECS_PER_DAY +
-		(int64) (years * DAYS_PER_YEAR * USECS_PER_DAY);
+	return (int64) Min(authx_interval_epoch_us(iv), 1e18);
 }
 
 /*
@@ -690,43 +680,6 @@ scopes_cover(Datum scopes, const char *w, int wlen, int wcolon)
 }
 
 /*
- * scopes_joined
- *		The scopes separated by spaces into out, for the Redis entry; false
- *		when they do not fit (the key is then not cached).
- */
-static bool
-scopes_joined(Datum scopes, char *out, Size outlen)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(scopes);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			i;
-	Size		used = 0;
-
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	out[0] = '\0';
-	for (i = 0; i < n; i++)
-	{
-		text	   *t;
-		Size		len;
-
-		if (nulls[i])
-			return false;
-		t = DatumGetTextPP(elems[i]);
-		len = VARSIZE_ANY_EXHDR(t);
-		if (used + len + (used ? 1 : 0) + 1 > outlen)
-			return false;
-		if (used)
-			out[used++] = ' ';
-		memcpy(out + used, VARDATA_ANY(t), len);
-		used += len;
-		out[used] = '\0';
-	}
-	return true;
-}
-
-/*
  * consume
  *		Spend cost uses of a metered key through authx._apikey_consume, as the
  *		table owner, under the row lock.  The locked row is the latest one:
@@ -760,14 +713,9 @@ consume(const KeyRow *row, int32 cost, TimestampTz now, Oid owner, int32 *left, 
 	if (consume_plan == NULL)
 	{
 		Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT code, remaining FROM authx._apikey_consume($1, $2, $3)",
-									   3, argtypes);
 
-		if (plan == NULL)
-			elog(ERROR, "authx: could not prepare the use counter: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		consume_plan = plan;
+		consume_plan = authx_keep_plan("SELECT code, remaining FROM authx._apikey_consume($1, $2, $3)",
+									   3, argtypes);
 	}
 	values[0] = UUIDPGetDatum(&row->id);
 	values[1] = Int32GetDatum(cost);
@@ -803,13 +751,8 @@ touch_cb(void *arg)
 	if (touch_plan == NULL)
 	{
 		Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT authx._apikey_touch($1, $2)", 2, argtypes);
 
-		if (plan == NULL)
-			elog(ERROR, "authx: could not prepare the key touch: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		touch_plan = plan;
+		touch_plan = authx_keep_plan("SELECT authx._apikey_touch($1, $2)", 2, argtypes);
 	}
 	values[0] = UUIDPGetDatum(&t->row->id);
 	values[1] = TimestampTzGetDatum(t->now);
@@ -831,7 +774,7 @@ note_valid(const uint8 *hash, const KeyRow *row)
 	char		scopes[AUTHX_CACHE_SCOPES_LEN];
 
 	if (!authx_cache_enabled() || row->has_remaining || row->has_rate_limit ||
-		!scopes_joined(row->scopes, scopes, sizeof(scopes)))
+		!authx_scopes_join(row->scopes, scopes, sizeof(scopes)))
 		return;
 	authx_cache_note_key(hash, &row->id, &row->user_id, row->version, row->expires_at,
 						 row->old_secret ? row->prev_until : DT_NOEND, scopes);
@@ -865,18 +808,7 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	text	   *key = NULL;
 	bool		spent = false;
 
-	/* The row type, built once per call site (it costs catalog work). */
-	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
-	if (desc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "authx: apikey_verify must return a row");
-		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-		fcinfo->flinfo->fn_extra = desc;
-		MemoryContextSwitchTo(old);
-	}
+	desc = authx_result_desc(fcinfo);
 	if (cost < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

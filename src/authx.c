@@ -12,9 +12,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "authx.h"
@@ -93,4 +100,80 @@ authx_interval_ms(const Interval *iv)
 				 errmsg("timeout must not be negative"),
 				 errhint("Pass a timeout such as '5 seconds'.")));
 	return (int64) Min(ms, 1e12);
+}
+
+/*
+ * authx_interval_epoch_us
+ *		An interval as a fixed length in microseconds, the way
+ *		extract(epoch FROM ...) counts it (a day is 24 hours, a month 30
+ *		days, a year 365.25 days), so C and SQL agree in every TimeZone.  A
+ *		double: the caller bounds it.
+ */
+double
+authx_interval_epoch_us(const Interval *iv)
+{
+	int64		years = iv->month / MONTHS_PER_YEAR;
+	int64		months = iv->month % MONTHS_PER_YEAR;
+
+	return (double) iv->time + ((double) iv->day + (double) months * DAYS_PER_MONTH) * USECS_PER_DAY +
+		(double) years * DAYS_PER_YEAR * USECS_PER_DAY;
+}
+
+/*
+ * authx_result_desc
+ *		The blessed row type of a C function returning a composite, built
+ *		once per call site and kept in fn_extra (building it costs catalog
+ *		work on every call otherwise).
+ */
+TupleDesc
+authx_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "authx: function %u must return a row", fcinfo->flinfo->fn_oid);
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		fcinfo->flinfo->fn_extra = desc;
+		MemoryContextSwitchTo(old);
+	}
+	return desc;
+}
+
+/*
+ * authx_keep_plan
+ *		Prepare sql and keep the plan for the life of the backend.  Caller is
+ *		connected to SPI.
+ */
+SPIPlanPtr
+authx_keep_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "authx: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * authx_rel_owner
+ *		The owner of relation authx.<name>: who runs the writes and queries
+ *		that callers without table privileges need.
+ */
+Oid
+authx_rel_owner(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("authx", false));
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "authx: relation authx.%s is missing", name);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }

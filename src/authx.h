@@ -14,6 +14,8 @@
 #define AUTHX_H
 
 #include "access/attnum.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 #include "port/atomics.h"
@@ -61,6 +63,11 @@ extern void authx_guc_init(bool preloading);
 
 /* authx.c */
 extern int64 authx_interval_ms(const Interval *iv);
+extern double authx_interval_epoch_us(const Interval *iv);
+struct _SPI_plan;
+extern TupleDesc authx_result_desc(FunctionCallInfo fcinfo);
+extern struct _SPI_plan *authx_keep_plan(const char *sql, int nargs, Oid *argtypes);
+extern Oid	authx_rel_owner(const char *name);
 
 /* ----------------------------------------------------------------
  * Statistics counters (shmem.c keeps the names, metrics.c reads them)
@@ -269,6 +276,7 @@ extern bool authx_cache_writer_may_sleep(void);
 extern void authx_cache_writer_awake(void);
 extern void authx_cache_note_valid(const uint8 *hash, const pg_uuid_t *user_id, int64 version,
 								   TimestampTz expires_at, TimestampTz idle_deadline);
+extern bool authx_scopes_join(Datum scopes, char *out, Size outlen);
 extern void authx_cache_note_key(const uint8 *hash, const pg_uuid_t *key_id,
 								 const pg_uuid_t *user_id, int64 version, TimestampTz expires_at,
 								 TimestampTz bound, const char *scopes);

@@ -507,6 +507,47 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * authx_scopes_join
+ *		A key's scopes (text[]) separated by spaces into out, as its Redis
+ *		entry carries them; false (out empty) when they do not fit or one is
+ *		NULL: the key is then not cached.
+ */
+bool
+authx_scopes_join(Datum scopes, char *out, Size outlen)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(scopes);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	Size		used = 0;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	out[0] = '\0';
+	for (i = 0; i < n; i++)
+	{
+		text	   *t;
+		Size		len;
+
+		if (nulls[i])
+			break;
+		t = DatumGetTextPP(elems[i]);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (used + len + (used ? 1 : 0) + 1 > outlen)
+			break;
+		if (used)
+			out[used++] = ' ';
+		memcpy(out + used, VARDATA_ANY(t), len);
+		used += len;
+		out[used] = '\0';
+	}
+	if (i == n)
+		return true;
+	memset(out, 0, outlen);
+	return false;
+}
+
 /* ----------------------------------------------------------------
  * Triggers on authx.api_keys
  * ----------------------------------------------------------------
@@ -597,39 +638,8 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 	cacheable = isnull;
 	(void) attr(tup, desc, "rate_limit", &isnull);
 	cacheable = cacheable && isnull;
-	if (cacheable)
-	{
-		ArrayType  *arr = DatumGetArrayTypeP(attr(tup, desc, "scopes", &isnull));
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-		int			i;
-		Size		used = 0;
-
-		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-		for (i = 0; i < n && cacheable; i++)
-		{
-			text	   *t;
-			Size		len;
-
-			if (nulls[i])
-			{
-				cacheable = false;
-				break;
-			}
-			t = DatumGetTextPP(elems[i]);
-			len = VARSIZE_ANY_EXHDR(t);
-			cacheable = used + len + (used ? 1 : 0) + 1 <= sizeof(op.scopes);
-			if (!cacheable)
-				break;
-			if (used)
-				op.scopes[used++] = ' ';
-			memcpy(op.scopes + used, VARDATA_ANY(t), len);
-			used += len;
-		}
-		if (!cacheable)
-			memset(op.scopes, 0, sizeof(op.scopes));
-	}
+	cacheable = cacheable &&
+		authx_scopes_join(attr(tup, desc, "scopes", &isnull), op.scopes, sizeof(op.scopes));
 
 	key_hash_op(&op, attr(tup, desc, "key_hash", &isnull), revoked, live, cacheable, DT_NOEND, now);
 	prev = attr(tup, desc, "prev_hash", &prev_null);

@@ -39,7 +39,6 @@
 #include "utils/builtins.h"
 #include "utils/inet.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "authx.h"
@@ -122,7 +121,7 @@ authx_ip_blocks_changed(PG_FUNCTION_ARGS)
  *		(::ffff:a.b.c.d) becomes the IPv4 address.
  */
 static void
-normalize(inet *ip, uint8 *family, uint8 *addr, int *maxbits)
+normalize(inet *ip, uint8 *family, uint8 *addr)
 {
 	static const uint8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -131,12 +130,10 @@ normalize(inet *ip, uint8 *family, uint8 *addr, int *maxbits)
 	{
 		*family = PGSQL_AF_INET;
 		memcpy(addr, ip_addr(ip) + 12, 4);
-		*maxbits = 32;
 		return;
 	}
 	*family = ip_family(ip);
 	memcpy(addr, ip_addr(ip), ip_addrsize(ip));
-	*maxbits = ip_family(ip) == PGSQL_AF_INET ? 32 : 128;
 }
 
 static void
@@ -204,15 +201,7 @@ run_as_owner(SPIPlanPtr plan, Datum *values)
 {
 	Oid			save_userid;
 	int			save_sec;
-	HeapTuple	tup;
-	Oid			owner;
-	Oid			relid = get_relname_relid("ip_blocks", get_namespace_oid("authx", false));
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "authx: relation authx.ip_blocks is missing");
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+	Oid			owner = authx_rel_owner("ip_blocks");
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
@@ -220,17 +209,6 @@ run_as_owner(SPIPlanPtr plan, Datum *values)
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "authx: IP block query failed");
 	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "authx: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
 }
 
 /*
@@ -250,7 +228,7 @@ blocked_sql(Datum ip, TimestampTz now)
 	{
 		Oid			argtypes[2] = {INETOID, TIMESTAMPTZOID};
 
-		sql_plan = keep_plan("SELECT authx._ip_blocked_sql($1, $2)", 2, argtypes);
+		sql_plan = authx_keep_plan("SELECT authx._ip_blocked_sql($1, $2)", 2, argtypes);
 	}
 	run_as_owner(sql_plan, values);
 	result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -278,7 +256,7 @@ reload(uint64 gen, TimestampTz now)
 	{
 		Oid			argtypes[1] = {TIMESTAMPTZOID};
 
-		load_plan = keep_plan("SELECT net, allow, until FROM authx._ip_blocks_live($1)", 1, argtypes);
+		load_plan = authx_keep_plan("SELECT net, allow, until FROM authx._ip_blocks_live($1)", 1, argtypes);
 	}
 	run_as_owner(load_plan, values);
 	n = (int) SPI_processed;
@@ -291,10 +269,9 @@ reload(uint64 gen, TimestampTz now)
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		inet	   *net = DatumGetInetPP(SPI_getbinval(t, d, 1, &isnull));
 		Datum		until = SPI_getbinval(t, d, 3, &no_end);
-		int			maxbits;
 
 		local[i].allow = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
-		normalize(net, &local[i].family, local[i].addr, &maxbits);
+		normalize(net, &local[i].family, local[i].addr);
 		/* A mapped-IPv4 network keeps the length of its IPv4 part. */
 		local[i].bits = (uint8) Max(ip_bits(net) - (ip_family(net) != local[i].family ? 96 : 0), 0);
 		mask(local[i].addr, local[i].bits, local[i].addr);
@@ -402,13 +379,12 @@ authx_ip_is_blocked(Datum ipd)
 	TimestampTz now = GetCurrentTimestamp();
 	uint8		family;
 	uint8		addr[16];
-	int			maxbits;
 	uint64		gen;
 	int			answer;
 
 	if (authx_shared == NULL)
 		return blocked_sql(ipd, now);
-	normalize(ip, &family, addr, &maxbits);
+	normalize(ip, &family, addr);
 	gen = authx_generation_read(AUTHX_GEN_IPBLOCK);
 	answer = lookup(family, addr, now, gen);
 

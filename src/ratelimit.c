@@ -206,10 +206,7 @@ authx_rate_consume(uint8 ns, const uint8 *subject, int64 max, int64 per_us, int6
 static int64
 per_us_checked(Interval *iv)
 {
-	int64		years = iv->month / MONTHS_PER_YEAR;
-	int64		months = iv->month % MONTHS_PER_YEAR;
-	double		us = (double) iv->time + ((double) iv->day + (double) months * DAYS_PER_MONTH) * USECS_PER_DAY +
-		(double) years * DAYS_PER_YEAR * USECS_PER_DAY;
+	double		us = authx_interval_epoch_us(iv);
 
 	/* 1 ms to 366 days, as extract(epoch FROM per) counts them. */
 	if (us < 1000.0 || us > 366.0 * USECS_PER_DAY)
@@ -248,7 +245,7 @@ interval_datum(int64 us)
 static Datum
 rate_sql(FunctionCallInfo fcinfo, bool peek)
 {
-	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	TupleDesc	desc;
 	text	   *subject;
 	int32		max;
 	int64		per_us;
@@ -282,16 +279,7 @@ rate_sql(FunctionCallInfo fcinfo, bool peek)
 				 errhint("Pass how much of the allowance this request spends, usually 1.")));
 	authx_require_shmem();
 
-	if (desc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "authx: rate_limit must return a row");
-		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-		fcinfo->flinfo->fn_extra = desc;
-		MemoryContextSwitchTo(old);
-	}
+	desc = authx_result_desc(fcinfo);
 
 	/* Buckets are per database: shared memory serves the whole cluster. */
 	initStringInfo(&key);

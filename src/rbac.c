@@ -28,7 +28,6 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -40,7 +39,6 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "authx.h"
@@ -206,15 +204,8 @@ resolve(const pg_uuid_t *user_id, TimestampTz now, char **blob, Size *size, int 
 	uint64		i;
 	Size		total = 0;
 	char	   *p;
-	HeapTuple	tup;
-	Oid			relid;
 
-	relid = get_relname_relid("user_roles", get_namespace_oid("authx", false));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "authx: relation authx.user_roles is missing");
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+	owner = authx_rel_owner("user_roles");
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
@@ -223,14 +214,9 @@ resolve(const pg_uuid_t *user_id, TimestampTz now, char **blob, Size *size, int 
 	if (resolve_plan == NULL)
 	{
 		Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT permission, expires_at FROM authx._rbac_resolve($1, $2)",
-									   2, argtypes);
 
-		if (plan == NULL)
-			elog(ERROR, "authx: could not prepare the permission query: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		resolve_plan = plan;
+		resolve_plan = authx_keep_plan("SELECT permission, expires_at FROM authx._rbac_resolve($1, $2)",
+									   2, argtypes);
 	}
 	values[0] = UUIDPGetDatum(user_id);
 	values[1] = TimestampTzGetDatum(now);

@@ -247,19 +247,13 @@ touch_sql(SessionRow *row, TimestampTz now, Datum ip, bool ip_null)
 	if (touch_plan == NULL)
 	{
 		Oid			argtypes[3] = {UUIDOID, TIMESTAMPTZOID, INETOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("UPDATE authx.sessions SET last_seen_at = $2, "
-						   "last_ip = COALESCE($3, last_ip) "
-						   "WHERE id OPERATOR(pg_catalog.=) "
-						   "(SELECT s.id FROM authx.sessions s WHERE s.id OPERATOR(pg_catalog.=) $1 "
-						   "FOR UPDATE SKIP LOCKED)",
-						   3, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "authx: could not prepare session touch: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		touch_plan = plan;
+		touch_plan = authx_keep_plan("UPDATE authx.sessions SET last_seen_at = $2, "
+									 "last_ip = COALESCE($3, last_ip) "
+									 "WHERE id OPERATOR(pg_catalog.=) "
+									 "(SELECT s.id FROM authx.sessions s WHERE s.id OPERATOR(pg_catalog.=) $1 "
+									 "FOR UPDATE SKIP LOCKED)",
+									 3, argtypes);
 	}
 	values[0] = UUIDPGetDatum(&row->id);
 	values[1] = TimestampTzGetDatum(now);
