@@ -21,7 +21,8 @@ SUITES=("$@")
 [ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation pgtap tap)
 
 ensure_packages || exit 1
-# AUTHX_SKIP_BUILD=1 reuses the installed build (parallel test runs).
+# AUTHX_SKIP_BUILD=1 reuses the installed build (parallel test runs);
+# AUTHX_ONLY=GLOB runs only the pgTAP / Perl TAP files matching it.
 [ "${AUTHX_SKIP_BUILD:-0}" = 1 ] || build_install || die "build failed"
 
 PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")    # .../lib/pgxs/src
@@ -108,7 +109,7 @@ run_suite() {
         pgtap)
             start_cluster
             as_user pg_prove -h 127.0.0.1 -p "$AUTHX_PGPORT" -U postgres -d "$DB" \
-                "$WORK"/test/pgtap/*.sql >"$log" 2>&1 || rc=$?
+                "$WORK"/test/pgtap/${AUTHX_ONLY:-*}.sql >"$log" 2>&1 || rc=$?
             ;;
         tap)
             mkdir -p "$WORK/tap" && [ "$(id -u)" = 0 ] && chown "$(run_user)" "$WORK/tap"
@@ -116,7 +117,7 @@ run_suite() {
                 PERL5LIB="$PGXS_DIR/test/perl:$WORK/test/perl" \
                 PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
                 TESTDIR="$WORK/tap" AUTHX_SRC="$WORK" \
-                prove --timer "$WORK"/test/t/*.pl) >"$log" 2>&1 || rc=$?
+                prove --timer "$WORK"/test/t/${AUTHX_ONLY:-*}.pl) >"$log" 2>&1 || rc=$?
             ;;
         *) die "unknown suite $suite" ;;
     esac
