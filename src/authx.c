@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -121,25 +122,53 @@ authx_interval_epoch_us(const Interval *iv)
 
 /*
  * authx_result_desc
- *		The blessed row type of a C function returning a composite, built
- *		once per call site and kept in fn_extra (building it costs catalog
- *		work on every call otherwise).
+ *		The blessed row type of a C function returning a composite.  Kept
+ *		in fn_extra for the call site, and per function for the backend:
+ *		a call site lives for one execution only, and building the type
+ *		again for every execution costs a catalog lookup and copies, a
+ *		noticeable part of a hot-path call.  The row types are the
+ *		extension's own and never altered; a recreated extension has new
+ *		function OIDs, hence new entries.
  */
 TupleDesc
 authx_result_desc(FunctionCallInfo fcinfo)
 {
+	static struct
+	{
+		Oid			fn;
+		TupleDesc	desc;
+	}			kept[16];
 	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	Oid			fn = fcinfo->flinfo->fn_oid;
+	int			i;
 
-	if (desc == NULL)
+	if (desc != NULL)
+		return desc;
+	for (i = 0; i < (int) lengthof(kept) && kept[i].fn != InvalidOid; i++)
+		if (kept[i].fn == fn)
+		{
+			fcinfo->flinfo->fn_extra = kept[i].desc;
+			return kept[i].desc;
+		}
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "authx: function %u must return a row", fn);
+	if (i < (int) lengthof(kept))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+		kept[i].fn = fn;
+		kept[i].desc = desc;
+	}
+	else
 	{
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "authx: function %u must return a row", fcinfo->flinfo->fn_oid);
 		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-		fcinfo->flinfo->fn_extra = desc;
 		MemoryContextSwitchTo(old);
 	}
+	fcinfo->flinfo->fn_extra = desc;
 	return desc;
 }
 
