@@ -1,1 +1,1 @@
-SELECT * FROM authx.rate_limit(:subject, 1000000000, :per);
+SELECT * FROM authx.rate_limit(:subject, 1000000000, '1 hour');

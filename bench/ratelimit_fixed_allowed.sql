@@ -1,1 +1,1 @@
-SELECT allowed, retry_after FROM authx.rate_limit(:subject, 1000000000, :per);
+SELECT allowed, retry_after FROM authx.rate_limit(:subject, 1000000000, '1 hour');

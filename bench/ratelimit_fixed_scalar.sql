@@ -1,1 +1,1 @@
-SELECT authx.rate_limit(:subject, 1000000000, :per);
+SELECT authx.rate_limit(:subject, 1000000000, '1 hour');

@@ -1,2 +1,2 @@
 \set i random(1, 100000)
-SELECT * FROM authx.rate_limit('ip:' || :i, 1000000000, :per);
+SELECT * FROM authx.rate_limit('ip:' || :i, 1000000000, '1 hour');

@@ -302,6 +302,8 @@ SQL
 bench_ratelimit() {
     local n=100000 per='1 hour' max=1000000000
     say "ratelimit: one subject and $n random ones, $max per $per (always allowed)"
+    # Every script writes the window as a literal, as an application would
+    # ('1 hour' = $per), so it is parsed once per prepared statement.
     # The hand-written counter a user would write: a fixed window per subject
     # in a table, one UPSERT per request (transactional, WAL-logged, and
     # every request for a subject waits for the row lock of the one before).
@@ -343,6 +345,32 @@ bench_ratelimit() {
     row "hand-written UPSERT counter, $n subjects" "$HR" "$(median_ratio "${hr[*]}" "${s1[*]}")" "1.000"
     echo
     echo "every call allowed (rate_limit_denied = 0); rate_limit_evictions = $ev"
+
+    # The Redis store, beside the plain Redis round trip it is made of.
+    local rport rr=() ri=() RR RI fb
+    rport=$(free_port)
+    redis_start "$rport" "$WORK/redis-rl"
+    psql_ -c "ALTER SYSTEM SET authx.redis_url = 'redis://127.0.0.1:$rport'" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+    for _ in $(seq "$ROUNDS"); do
+        rr+=("$(PGOPTIONS="-c authx.rate_limit_store=redis" tps 2 ratelimit_fixed.sql -D subject=ip:fixed -D per="$per")")
+        ri+=("$(redis-benchmark -p "$rport" -c 2 -n $((SECS * 30000)) -q INCR bench:counter 2>/dev/null \
+                | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)")
+    done
+    fb=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'rate_limit_fallbacks'")
+    [ "$fb" = 0 ] || die "ratelimit bench: $fb Redis answers fell back"
+    psql_ -c "ALTER SYSTEM RESET authx.redis_url" -c "SELECT pg_reload_conf()" >/dev/null
+    redis_stop "$rport"
+    RR=$(best "${rr[@]}") RI=$(best "${ri[@]}")
+    echo
+    echo "### Redis store (Redis on the same machine, 2 clients)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs Redis INCR"
+    row "---" "---:" "---:" "---:"
+    row "SELECT * FROM authx.rate_limit(...), authx.rate_limit_store = redis" "$RR" "$(median_ratio "${rr[*]}" "${s1[*]}")" "$(median_ratio "${rr[*]}" "${ri[*]}")"
+    row "plain Redis INCR round trip (redis-benchmark -c 2)" "$RI" "" "1.000"
+    echo
+    echo "no answer fell back (rate_limit_fallbacks = 0)"
 }
 
 bench_ipblock() {

@@ -366,6 +366,7 @@ authx_apikey_usage_persist(void)
 	if (ncopies == 0)
 		return 0;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -780,16 +781,28 @@ note_valid(const uint8 *hash, const KeyRow *row)
 						 row->old_secret ? row->prev_until : DT_NOEND, scopes);
 }
 
+/* A key that is not found, from the caller's ip if given: for threat rules. */
+static void
+observe_not_found(FunctionCallInfo fcinfo)
+{
+	static const char event[] = "apikey.not_found";
+
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		authx_threat_observe(event, sizeof(event) - 1, PG_GETARG_DATUM(3), NULL, NULL);
+}
+
 PG_FUNCTION_INFO_V1(authx_apikey_verify);
 
 /*
- * authx.apikey_verify(api_key text, scope text, cost integer)
+ * authx.apikey_verify(api_key text, scope text, cost integer, ip inet)
  *		RETURNS (code text, key_id uuid, user_id uuid, scopes text[],
  *				 remaining integer, rate_limit_remaining integer,
  *				 retry_after interval)
  *		Exactly one row.  Never raises for the key; raises 22023 for a
  *		malformed scope or a negative cost (the caller's bug, not the
- *		client's).
+ *		client's).  A blocked ip is answered "blocked" before the key is
+ *		looked at; with an ip, keys not found feed the threat rules on
+ *		"apikey.not_found" (brute force), without an audit event each.
  */
 Datum
 authx_apikey_verify(PG_FUNCTION_ARGS)
@@ -821,6 +834,13 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 				 errmsg("invalid scope \"%s\"", text_to_cstring(scope)),
 				 errhint("Write scopes as resource:action, e.g. \"documents:read\".")));
 
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3) && authx_ip_is_blocked(PG_GETARG_DATUM(3)))
+	{
+		authx_stat_add(AUTHX_STAT_APIKEY_REJECTED, 1);
+		values[0] = CStringGetTextDatum("blocked");
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	}
+
 	/* The stored size first: a megabyte of garbage costs nothing. */
 	if (PG_ARGISNULL(0) || toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + APIKEY_LEN)
 		code = KEY_NOT_FOUND;
@@ -833,6 +853,7 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	if (code == KEY_NOT_FOUND)
 	{
 		authx_stat_add(AUTHX_STAT_APIKEY_MALFORMED, 1);
+		observe_not_found(fcinfo);
 		values[0] = CStringGetTextDatum(key_codes[code]);
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 	}
@@ -842,6 +863,7 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	if (!key_lookup(VARDATA_ANY(key), hash, now, &row, &owner))
 	{
 		authx_stat_add(AUTHX_STAT_APIKEY_REJECTED, 1);
+		observe_not_found(fcinfo);
 		values[0] = CStringGetTextDatum(key_codes[KEY_NOT_FOUND]);
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 	}

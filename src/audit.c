@@ -70,6 +70,10 @@ static const char *audit_insert_sql =
 "INSERT INTO authx.audit_log (at, event_type, severity, user_id, ip, user_agent, details) "
 "VALUES ($1, $2, $3::authx.severity, $4, $5, $6, $7)";
 
+/* Sent for events at or above authx.alert_min_severity, as they are written. */
+static const char *alert_sql =
+"SELECT authx._alert($1, $2, $3, $4, $5, $6, $7)";
+
 static Oid	audit_argtypes[7] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, UUIDOID, INETOID, TEXTOID, JSONBOID};
 
 /* An event decoded for insertion. */
@@ -91,12 +95,12 @@ authx_audit_shmem_size(void)
 }
 
 /*
- * in_authx_database
+ * authx_in_worker_database
  *		Is this backend connected to authx.database, the one the worker
  *		serves?  Cached: neither can change during a backend's life.
  */
-static bool
-in_authx_database(void)
+bool
+authx_in_worker_database(void)
 {
 	static int	cached = -1;
 
@@ -116,12 +120,8 @@ in_authx_database(void)
  *		NULL, then the statement is planned for this call.
  */
 static void
-audit_insert(AuthxEvent *ev, SPIPlanPtr plan)
+audit_args(const AuthxEvent *ev, Datum *values, char *nulls)
 {
-	Datum		values[7];
-	char		nulls[7];
-	int			rc;
-
 	values[0] = TimestampTzGetDatum(ev->at);
 	values[1] = PointerGetDatum(ev->event_type);
 	values[2] = CStringGetTextDatum(severities[ev->severity]);
@@ -133,7 +133,16 @@ audit_insert(AuthxEvent *ev, SPIPlanPtr plan)
 	nulls[3] = ev->user_id ? ' ' : 'n';
 	nulls[4] = ev->ip ? ' ' : 'n';
 	nulls[5] = ev->user_agent ? ' ' : 'n';
+}
 
+static void
+audit_insert(AuthxEvent *ev, SPIPlanPtr plan)
+{
+	Datum		values[7];
+	char		nulls[7];
+	int			rc;
+
+	audit_args(ev, values, nulls);
 	if (plan)
 		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	else
@@ -141,6 +150,28 @@ audit_insert(AuthxEvent *ev, SPIPlanPtr plan)
 								   values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "authx: audit insert failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * audit_alert
+ *		NOTIFY authx_alerts about the event (authx._alert builds the
+ *		payload); sent when the worker's transaction commits.
+ */
+static void
+audit_alert(AuthxEvent *ev, SPIPlanPtr *plan)
+{
+	Datum		values[7];
+	char		nulls[7];
+
+	if (*plan == NULL)
+	{
+		*plan = SPI_prepare(alert_sql, 7, audit_argtypes);
+		if (*plan == NULL)
+			elog(ERROR, "authx: could not prepare the alert: %s", SPI_result_code_string(SPI_result));
+	}
+	audit_args(ev, values, nulls);
+	if (SPI_execute_plan(*plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "authx: could not send an alert");
 }
 
 /*
@@ -271,7 +302,9 @@ authx_audit_drain(void)
 	uint64		last_seq = 0;
 	Size		size = authx_shared->audit_size;
 	int			n = 0;
+	int			alerts = 0;
 	SPIPlanPtr	plan;
+	SPIPlanPtr	alert_plan = NULL;
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_AUDIT_QUEUE), LW_SHARED);
 	tail = authx_shared->audit_tail;
@@ -280,6 +313,7 @@ authx_audit_drain(void)
 	if (tail == head)
 		return 0;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -306,6 +340,11 @@ authx_audit_drain(void)
 		tail += rec->len;
 		audit_decode(rec, &ev);
 		audit_insert(&ev, plan);
+		if (ev.severity >= authx_alert_min_severity)
+		{
+			audit_alert(&ev, &alert_plan);
+			alerts++;
+		}
 		last_seq = rec->seq;
 		n++;
 	}
@@ -323,6 +362,7 @@ authx_audit_drain(void)
 		pg_atomic_write_u64(&authx_shared->audit_done_seq, last_seq);
 		authx_stat_add(AUTHX_STAT_AUDIT_WRITTEN, n);
 		authx_stat_add(AUTHX_STAT_AUDIT_BATCHES, 1);
+		authx_stat_add(AUTHX_STAT_ALERTS, alerts);
 	}
 	ConditionVariableBroadcast(&authx_shared->audit_cv);
 	return n;
@@ -424,7 +464,12 @@ authx_audit(PG_FUNCTION_ARGS)
 				 errmsg("cannot record audit events during recovery"),
 				 errhint("Call authx functions that record events on the primary server.")));
 
-	if (authx_shared != NULL && in_authx_database())
+	/* Threat rules count the event whatever becomes of the caller. */
+	if (ev.ip != NULL)
+		authx_threat_observe(VARDATA_ANY(ev.event_type), VARSIZE_ANY_EXHDR(ev.event_type),
+							 PointerGetDatum(ev.ip), ev.user_id, ev.details);
+
+	if (authx_shared != NULL && authx_in_worker_database())
 	{
 		if (audit_enqueue(&ev))
 		{

@@ -22,6 +22,7 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/uuid.h"
 
 /* Upper bound on a password, in bytes: we refuse to hash megabytes. */
@@ -58,6 +59,17 @@ extern int	authx_password_opslimit;
 extern int	authx_apikey_usage_slots;
 extern int	authx_rate_limit_slots;
 extern int	authx_ip_block_slots;
+extern int	authx_rate_limit_store;
+extern int	authx_rate_limit_fail;
+extern char *authx_rate_limit_prefix;
+extern int	authx_alert_min_severity;
+
+/* Where rate-limit buckets live, and what a Redis bucket does without Redis. */
+#define AUTHX_STORE_LOCAL	0
+#define AUTHX_STORE_REDIS	1
+#define AUTHX_FAIL_LOCAL	0
+#define AUTHX_FAIL_OPEN		1
+#define AUTHX_FAIL_CLOSED	2
 
 extern void authx_guc_init(bool preloading);
 
@@ -115,6 +127,13 @@ typedef enum AuthxStat
 	AUTHX_STAT_IPBLOCK_BLOCKED,
 	AUTHX_STAT_IPBLOCK_RELOADS,
 	AUTHX_STAT_IPBLOCK_SQL,
+	AUTHX_STAT_RATE_REDIS,
+	AUTHX_STAT_RATE_REDIS_ERRORS,
+	AUTHX_STAT_RATE_FALLBACKS,
+	AUTHX_STAT_THREAT_DETECTIONS,
+	AUTHX_STAT_THREAT_DROPPED,
+	AUTHX_STAT_THREAT_BLOCKS,
+	AUTHX_STAT_ALERTS,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -146,8 +165,20 @@ typedef enum AuthxGeneration
 {
 	AUTHX_GEN_RBAC,				/* roles, permissions, grants, user status */
 	AUTHX_GEN_IPBLOCK,			/* authx.ip_blocks */
+	AUTHX_GEN_POLICY,			/* rate-limit policies, overrides, threat rules */
 	AUTHX_NUM_GENERATIONS
 } AuthxGeneration;
+
+/* A threat rule that fired for an address (policy.c). */
+#define AUTHX_THREAT_QUEUE		256
+typedef struct AuthxThreatHit
+{
+	char		rule[NAMEDATALEN];
+	uint8		family;			/* PGSQL_AF_INET or PGSQL_AF_INET6 */
+	uint8		bits;			/* 32, or 64 for IPv6 */
+	uint8		addr[16];		/* the network counted (masked to bits) */
+	uint8		host[16];		/* the address the event came from */
+} AuthxThreatHit;
 
 typedef struct AuthxShared
 {
@@ -180,6 +211,17 @@ typedef struct AuthxShared
 	/* Argon2 concurrency cap: slots in use, woken when one frees. */
 	pg_atomic_uint32 password_inflight;
 	ConditionVariable password_cv;
+
+	/*
+	 * Threat detections waiting for the maintenance worker to block their
+	 * address, under threat_lock; and until when backends leave a Redis that
+	 * failed alone (rate limits; µs since the PostgreSQL epoch).
+	 */
+	slock_t		threat_lock;
+	int			threat_n;
+	AuthxThreatHit threat_queue[AUTHX_THREAT_QUEUE];
+	pg_atomic_uint64 rate_redis_down_until;
+	pg_atomic_uint32 rate_redis_outage;	/* 1 once an outage is logged */
 
 	/* Bumped by commits that changed what each AuthxGeneration covers. */
 	pg_atomic_uint64 generations[AUTHX_NUM_GENERATIONS];
@@ -296,6 +338,7 @@ extern void authx_lockout_load(void);
  */
 extern Size authx_audit_shmem_size(void);
 extern int	authx_audit_drain(void);
+extern bool authx_in_worker_database(void);
 PGDLLEXPORT void authx_maint_main(Datum main_arg);
 
 /* ----------------------------------------------------------------
@@ -317,11 +360,15 @@ extern bool authx_owner_subxact(Oid owner, void (*fn) (void *), void *arg);
 #define AUTHX_RATE_SUBJECT_LEN	16
 #define AUTHX_RATE_NS_APIKEY	1
 #define AUTHX_RATE_NS_SUBJECT	2
+#define AUTHX_RATE_NS_THREAT	3	/* events per (rule, address) */
+#define AUTHX_RATE_NS_SEEN		4	/* (rule, address, value) seen in the window */
+#define AUTHX_RATE_NS_FIRED		5	/* (rule, address) fired in the window */
 
 typedef struct AuthxRateResult
 {
 	bool		allowed;
 	bool		evicted;		/* a live bucket was reused for this one */
+	bool		unlimited;		/* bypassed or failed open: only allowed is set */
 	int64		limit;
 	int64		remaining;		/* allowance left after this request */
 	int64		reset_after_us; /* until the bucket is full again */
@@ -332,6 +379,19 @@ extern Size authx_rate_shmem_size(void);
 extern void authx_rate_shmem_startup(char *base, bool found);
 extern void authx_rate_consume(uint8 ns, const uint8 *subject, int64 max, int64 per_us, int64 cost,
 							   bool peek, TimestampTz now, AuthxRateResult *out);
+extern void authx_rate_apply(const char *subject, int len, int32 max, int64 per_us, int32 cost,
+							 bool peek, int store, int fail_mode, AuthxRateResult *out);
+extern Datum authx_rate_datum(FunctionCallInfo fcinfo, const AuthxRateResult *rr);
+extern int64 authx_rate_per_us(const Interval *per);
+extern void authx_rate_check_args(int32 max, int32 cost);
+
+/* Policies and threat rules (policy.c) */
+/* details: a Jsonb * or NULL */
+extern void authx_threat_observe(const char *event, int len, Datum ip, const pg_uuid_t *user_id,
+								 void *details);
+extern int	authx_threat_flush(void);
+extern void authx_ip_key(Datum ip, uint8 *family, uint8 *bits, uint8 *addr, uint8 *host);
+extern Datum authx_inet_datum(uint8 family, uint8 bits, const uint8 *addr);
 
 /* ----------------------------------------------------------------
  * API keys and permissions (apikeys.c, rbac.c)

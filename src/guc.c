@@ -17,6 +17,7 @@
 #include "redis.h"
 
 int			authx_apikey_usage_slots = 8192;
+int			authx_alert_min_severity = 3;
 int			authx_audit_premake = 3;
 int			authx_audit_queue_size = 1024;
 int			authx_audit_retention = 90;
@@ -36,13 +37,39 @@ int			authx_password_max_concurrent = 0;
 int			authx_password_memlimit = 19456;
 int			authx_password_min_length = 8;
 int			authx_password_opslimit = 2;
+int			authx_rate_limit_fail = AUTHX_FAIL_LOCAL;
+char	   *authx_rate_limit_prefix = NULL;
 int			authx_rate_limit_slots = 65536;
+int			authx_rate_limit_store = AUTHX_STORE_LOCAL;
 char	   *authx_redis_prefix = NULL;
 int			authx_redis_timeout_ms = 200;
 char	   *authx_redis_url = NULL;
 int			authx_session_idle_timeout = 86400;
 int			authx_session_ttl = 604800;
 int			authx_touch_interval = 60;
+
+static const struct config_enum_entry severity_options[] = {
+	{"info", 0, false},
+	{"low", 1, false},
+	{"medium", 2, false},
+	{"high", 3, false},
+	{"critical", 4, false},
+	{"off", 5, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry store_options[] = {
+	{"local", AUTHX_STORE_LOCAL, false},
+	{"redis", AUTHX_STORE_REDIS, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry fail_options[] = {
+	{"local", AUTHX_FAIL_LOCAL, false},
+	{"open", AUTHX_FAIL_OPEN, false},
+	{"closed", AUTHX_FAIL_CLOSED, false},
+	{NULL, 0, false}
+};
 
 /*
  * check_redis_prefix
@@ -106,6 +133,17 @@ authx_guc_init(bool preloading)
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("authx.alert_min_severity",
+							 gettext_noop("Audit events of this severity or above are sent on NOTIFY authx_alerts."),
+							 gettext_noop("info, low, medium, high (default), critical, or off. The maintenance "
+										  "worker sends them as it writes them to authx.audit_log."),
+							 &authx_alert_min_severity,
+							 3,
+							 severity_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("authx.audit_premake",
 							gettext_noop("Days of audit_log partitions created ahead of time."),
@@ -331,6 +369,27 @@ authx_guc_init(bool preloading)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("authx.rate_limit_fail",
+							 gettext_noop("What authx.rate_limit does when its Redis store cannot answer."),
+							 gettext_noop("local: decide in this server's shared memory; open: allow; "
+										  "closed: deny (retry after 1 s). Policies have their own fail_mode."),
+							 &authx_rate_limit_fail,
+							 AUTHX_FAIL_LOCAL,
+							 fail_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.rate_limit_prefix",
+							   gettext_noop("Prefix of the Redis keys of rate-limit buckets."),
+							   gettext_noop("Servers that share a prefix (and a Redis) share their limits. "
+											"Cache resyncs never touch these keys."),
+							   &authx_rate_limit_prefix,
+							   "authx:rl:",
+							   PGC_SIGHUP,
+							   0,
+							   check_redis_prefix, NULL, NULL);
+
 	if (preloading)
 		DefineCustomIntVariable("authx.rate_limit_slots",
 								gettext_noop("Shared-memory entries for rate-limit buckets."),
@@ -343,6 +402,17 @@ authx_guc_init(bool preloading)
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("authx.rate_limit_store",
+							 gettext_noop("Where authx.rate_limit keeps its buckets."),
+							 gettext_noop("local: this server's shared memory; redis: authx.redis_url, shared "
+										  "by every server using it. Policies name their own store."),
+							 &authx_rate_limit_store,
+							 AUTHX_STORE_LOCAL,
+							 store_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("authx.redis_prefix",
 							   gettext_noop("Prefix of every Redis key authx writes."),

@@ -136,6 +136,55 @@ normalize(inet *ip, uint8 *family, uint8 *addr)
 	memcpy(addr, ip_addr(ip), ip_addrsize(ip));
 }
 
+/*
+ * authx_ip_key
+ *		The network an address is counted and blocked by: an IPv4 address
+ *		(mapped ones too) as itself, an IPv6 address as its /64.  host (if
+ *		not NULL) gets the address itself, normalized the same way.
+ */
+void
+authx_ip_key(Datum ipd, uint8 *family, uint8 *bits, uint8 *addr, uint8 *host)
+{
+	inet	   *ip = DatumGetInetPP(ipd);
+
+	normalize(ip, family, addr);
+	if (host != NULL)
+		memcpy(host, addr, 16);
+	*bits = *family == PGSQL_AF_INET ? 32 : 64;
+	if (*family != PGSQL_AF_INET)
+		memset(addr + 8, 0, 8);
+}
+
+/* An inet (or cidr: addr is masked) Datum. */
+Datum
+authx_inet_datum(uint8 family, uint8 bits, const uint8 *addr)
+{
+	inet	   *res = palloc0(sizeof(inet));
+	int			size = family == PGSQL_AF_INET ? 4 : 16;
+
+	res->inet_data.family = family;
+	res->inet_data.bits = bits;
+	memcpy(res->inet_data.ipaddr, addr, size);
+	SET_VARSIZE(res, VARHDRSZ + offsetof(inet_struct, ipaddr) + size);
+	return InetPGetDatum(res);
+}
+
+PG_FUNCTION_INFO_V1(authx_ip_key_sql);
+
+/*
+ * authx._ip_key(ip inet) RETURNS cidr — authx_ip_key for SQL.
+ */
+Datum
+authx_ip_key_sql(PG_FUNCTION_ARGS)
+{
+	uint8		family;
+	uint8		bits;
+	uint8		addr[16];
+
+	authx_ip_key(PG_GETARG_DATUM(0), &family, &bits, addr, NULL);
+	PG_RETURN_DATUM(authx_inet_datum(family, bits, addr));
+}
+
 static void
 mask(const uint8 *in, int bits, uint8 *out)
 {

@@ -406,6 +406,7 @@ authx_lockout_persist(void)
 		}
 	LWLockRelease(authx_lock(AUTHX_LOCK_LOCKOUT));
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -534,6 +535,7 @@ lockout_ensure_loaded(void)
 void
 authx_lockout_load(void)
 {
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	lockout_load_here();

@@ -1,10 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * redis.c
- *		hiredis wrapper for the cache writer: connect, resync, apply.
+ *		hiredis wrapper: the cache writer's connect, resync and apply, and
+ *		the rate-limit script backends run for policies stored in Redis.
  *
- * The only file that includes <hiredis/hiredis.h>.  Runs in the Redis writer
- * background worker only (backends never wait on Redis for the cache).  It
+ * The only file that includes <hiredis/hiredis.h>.  The cache is written by
+ * the Redis writer background worker only (backends never wait on Redis for
+ * the cache); a backend talks to Redis only for a rate limit in Redis.  It
  * never raises: every function reports failure through its return value and
  * an error text that names the operation and never the credentials.  hiredis
  * replies are malloc'ed and freed here before returning.
@@ -16,6 +18,7 @@
 #include <sys/time.h>
 
 #include "common/hashfn.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include <hiredis/hiredis.h>
@@ -76,6 +79,34 @@ static const char *apply_lua =
 "end\n"
 "return applied\n";
 
+/*
+ * One GCRA rate-limit decision (ratelimit.c), on Redis's clock.
+ *   KEYS[1]  the bucket
+ *   ARGV     per (µs), the increment cost·per/max as whole µs and a
+ *            remainder in 1/max µs, max, peek ("1" = do not spend)
+ * The bucket holds "<TAT µs> <remainder>" and expires when it is full again.
+ * Returns {TAT µs, remainder, now µs} as found (before spending): the
+ * caller computes the answer from them, in 128-bit integers.
+ */
+static const char *rate_lua =
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+"local per, q, r, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+"local tat, frac = now, 0\n"
+"local cur = redis.call('GET', KEYS[1])\n"
+"if cur then\n"
+"  local a, b = string.match(cur, '^(%d+) (%d+)$')\n"
+"  a, b = tonumber(a), tonumber(b)\n"
+"  if a and b and (a > now or (a == now and b > 0)) then tat, frac = a, b end\n"
+"end\n"
+"local nt, nf = tat + q, frac + r\n"
+"if nf >= max then nt, nf = nt + 1, nf - max end\n"
+"local over = nt - per - now\n"
+"if ARGV[5] ~= '1' and (over < 0 or (over == 0 and nf == 0)) then\n"
+"  redis.call('SET', KEYS[1], string.format('%d %d', nt, nf), 'PX', math.floor((nt - now) / 1000) + 2)\n"
+"end\n"
+"return {tat, frac, now}\n";
+
 /* Operations per EVALSHA, and the argument words one may need. */
 #define AUTHX_APPLY_CHUNK	64
 #define AUTHX_OP_WORDS		13	/* key + kind, version, expireat, nf + 8 */
@@ -96,6 +127,7 @@ struct AuthxRedis
 {
 	redisContext *ctx;
 	char		sha[41];		/* of apply_lua, once loaded */
+	char		rate_sha[41];	/* of rate_lua */
 };
 
 /*
@@ -200,9 +232,9 @@ command(AuthxRedis *r, const char *what, char *err, size_t errlen, const char *f
 }
 
 static bool
-load_script(AuthxRedis *r, char *err, size_t errlen)
+load_one(AuthxRedis *r, const char *script, char *sha, char *err, size_t errlen)
 {
-	redisReply *reply = command(r, "SCRIPT LOAD", err, errlen, "SCRIPT LOAD %s", apply_lua);
+	redisReply *reply = command(r, "SCRIPT LOAD", err, errlen, "SCRIPT LOAD %s", script);
 
 	if (reply == NULL)
 		return false;
@@ -212,10 +244,18 @@ load_script(AuthxRedis *r, char *err, size_t errlen)
 		freeReplyObject(reply);
 		return false;
 	}
-	memcpy(r->sha, reply->str, 40);
-	r->sha[40] = '\0';
+	memcpy(sha, reply->str, 40);
+	sha[40] = '\0';
 	freeReplyObject(reply);
 	return true;
+}
+
+/* Both scripts: after a connect, and when Redis answers NOSCRIPT. */
+static bool
+load_script(AuthxRedis *r, char *err, size_t errlen)
+{
+	return load_one(r, apply_lua, r->sha, err, errlen) &&
+		load_one(r, rate_lua, r->rate_sha, err, errlen);
 }
 
 /*
@@ -326,14 +366,18 @@ authx_redis_run_id(AuthxRedis *r, char *out, size_t outlen, char *err, size_t er
 
 /*
  * authx_redis_unlink_prefix
- *		SCAN for every key under prefix and UNLINK them, in batches.  Returns
- *		how many were unlinked, or -1 (with err).
+ *		SCAN for every key under prefix and UNLINK them, in batches, except
+ *		rate-limit buckets (authx.rate_limit_prefix, by default under the
+ *		cache's prefix): those are shared state, not a copy of Postgres.
+ *		Returns how many were unlinked, or -1 (with err).
  */
 long
 authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t errlen)
 {
 	char		cursor[32] = "0";
 	char	   *pattern = psprintf("%s*", prefix);
+	const char *keep = authx_rate_limit_prefix;
+	size_t		keeplen = strlen(keep);
 	long		total = 0;
 
 	do
@@ -359,26 +403,33 @@ authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t e
 		{
 			const char **argv = palloc(sizeof(char *) * (keys->elements + 1));
 			size_t	   *lens = palloc(sizeof(size_t) * (keys->elements + 1));
+			int			argc = 1;
 			redisReply *del;
 
 			argv[0] = "UNLINK";
 			lens[0] = 6;
 			for (i = 0; i < keys->elements; i++)
 			{
-				argv[i + 1] = keys->element[i]->str;
-				lens[i + 1] = keys->element[i]->len;
+				if (keys->element[i]->len >= keeplen &&
+					memcmp(keys->element[i]->str, keep, keeplen) == 0)
+					continue;
+				argv[argc] = keys->element[i]->str;
+				lens[argc++] = keys->element[i]->len;
 			}
-			del = redisCommandArgv(r->ctx, (int) keys->elements + 1, argv, lens);
-			if (del == NULL || del->type == REDIS_REPLY_ERROR)
+			if (argc > 1)
 			{
-				snprintf(err, errlen, "UNLINK: %s", del ? del->str : r->ctx->errstr);
-				if (del)
-					freeReplyObject(del);
-				freeReplyObject(reply);
-				return -1;
+				del = redisCommandArgv(r->ctx, argc, argv, lens);
+				if (del == NULL || del->type == REDIS_REPLY_ERROR)
+				{
+					snprintf(err, errlen, "UNLINK: %s", del ? del->str : r->ctx->errstr);
+					if (del)
+						freeReplyObject(del);
+					freeReplyObject(reply);
+					return -1;
+				}
+				total += del->integer;
+				freeReplyObject(del);
 			}
-			total += del->integer;
-			freeReplyObject(del);
 		}
 		freeReplyObject(reply);
 	} while (strcmp(cursor, "0") != 0);
@@ -538,4 +589,133 @@ authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, in
 			return false;
 	}
 	return false;
+}
+
+/* ----------------------------------------------------------------
+ * Backends: rate limits in Redis
+ * ----------------------------------------------------------------
+ */
+
+/* This backend's connection, and the URL it was made for. */
+static AuthxRedis *rate_conn = NULL;
+static char *rate_conn_url = NULL;
+
+static void
+rate_disconnect(void)
+{
+	authx_redis_close(rate_conn);
+	rate_conn = NULL;
+}
+
+/*
+ * authx_redis_gcra
+ *		Run the rate script on this backend's connection (made on first use
+ *		and again after a failure or a change of authx.redis_url; a kept
+ *		connection found closed is replaced once, at once).  state
+ *		gets {TAT µs, remainder, now µs}.  False (with err, never the
+ *		credentials) on any failure; the connection is dropped then.  Waits
+ *		at most about authx.redis_timeout_ms per attempt.
+ */
+static bool
+rate_connect(char *err, size_t errlen)
+{
+	AuthxRedisTarget target;
+
+	if (!authx_redis_parse_url(authx_redis_url, &target))
+	{
+		snprintf(err, errlen, "authx.redis_url is not a Redis URL");
+		return false;
+	}
+	rate_conn = authx_redis_connect(&target, authx_redis_timeout_ms, err, errlen);
+	if (rate_conn == NULL)
+		return false;
+	if (rate_conn_url)
+		pfree(rate_conn_url);
+	rate_conn_url = MemoryContextStrdup(TopMemoryContext, authx_redis_url);
+	return true;
+}
+
+bool
+authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
+				 int64 *state, char *err, size_t errlen)
+{
+	char		args[4][24];
+	const char *argv[9];
+	size_t		lens[9];
+	redisReply *reply = NULL;
+	bool		reused;
+	int			attempt;
+	int			i;
+
+	if (rate_conn != NULL && strcmp(rate_conn_url, authx_redis_url) != 0)
+		rate_disconnect();
+	reused = rate_conn != NULL;
+	if (rate_conn == NULL && !rate_connect(err, errlen))
+		return false;
+
+	snprintf(args[0], sizeof(args[0]), INT64_FORMAT, per_us);
+	snprintf(args[1], sizeof(args[1]), INT64_FORMAT, q);
+	snprintf(args[2], sizeof(args[2]), INT64_FORMAT, r);
+	snprintf(args[3], sizeof(args[3]), INT64_FORMAT, max);
+	argv[0] = "EVALSHA";
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = args[0];
+	argv[5] = args[1];
+	argv[6] = args[2];
+	argv[7] = args[3];
+	argv[8] = peek ? "1" : "0";
+	for (attempt = 0; attempt < 3; attempt++)
+	{
+		argv[1] = rate_conn->rate_sha;
+		for (i = 0; i < 9; i++)
+			lens[i] = strlen(argv[i]);
+		reply = redisCommandArgv(rate_conn->ctx, 9, argv, lens);
+		if (reply == NULL)
+		{
+			snprintf(err, errlen, "EVALSHA: %s",
+					 rate_conn->ctx->errstr[0] ? rate_conn->ctx->errstr : "connection lost");
+			rate_disconnect();
+			/*
+			 * A kept connection that Redis (or a proxy) closed meanwhile is
+			 * not an outage: one new connection, one more try.
+			 */
+			if (!reused)
+				return false;
+			reused = false;
+			if (!rate_connect(err, errlen))
+				return false;
+			continue;
+		}
+		if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
+		{
+			freeReplyObject(reply);
+			reply = NULL;
+			if (!load_script(rate_conn, err, errlen))
+			{
+				rate_disconnect();
+				return false;
+			}
+			continue;
+		}
+		break;
+	}
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+		reply->element[0]->type != REDIS_REPLY_INTEGER ||
+		reply->element[1]->type != REDIS_REPLY_INTEGER ||
+		reply->element[2]->type != REDIS_REPLY_INTEGER)
+	{
+		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+			snprintf(err, errlen, "EVALSHA: %.*s", (int) Min(reply->len, 200), reply->str);
+		else
+			snprintf(err, errlen, "EVALSHA: unexpected reply");
+		if (reply)
+			freeReplyObject(reply);
+		rate_disconnect();
+		return false;
+	}
+	for (i = 0; i < 3; i++)
+		state[i] = reply->element[i]->integer;
+	freeReplyObject(reply);
+	return true;
 }

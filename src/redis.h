@@ -31,4 +31,7 @@ extern long authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *e
 extern bool authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
 							  char *err, size_t errlen);
 
+extern bool authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
+							 int64 *state, char *err, size_t errlen);
+
 #endif							/* AUTHX_REDIS_H */

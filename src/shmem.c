@@ -66,6 +66,13 @@ const char *const authx_stat_names[] = {
 	"ip_blocked",
 	"ip_block_reloads",
 	"ip_block_table_lookups",
+	"rate_limit_redis",
+	"rate_limit_redis_errors",
+	"rate_limit_fallbacks",
+	"threat_detections",
+	"threat_dropped",
+	"threat_blocks",
+	"alerts_sent",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -133,6 +140,9 @@ authx_shmem_startup(void)
 		ConditionVariableInit(&authx_shared->password_cv);
 		for (i = 0; i < AUTHX_NUM_GENERATIONS; i++)
 			pg_atomic_init_u64(&authx_shared->generations[i], 0);
+		SpinLockInit(&authx_shared->threat_lock);
+		pg_atomic_init_u64(&authx_shared->rate_redis_down_until, 0);
+		pg_atomic_init_u32(&authx_shared->rate_redis_outage, 0);
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
 	}
@@ -205,7 +215,7 @@ authx_wake_maintenance(void)
  */
 
 static const char *const generation_names[AUTHX_NUM_GENERATIONS] = {
-	"roles or grants", "IP blocks"
+	"roles or grants", "IP blocks", "rate-limit policies or threat rules"
 };
 
 static bool generation_dirty[AUTHX_NUM_GENERATIONS];

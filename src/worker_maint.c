@@ -4,11 +4,14 @@
  *		The maintenance background worker.
  *
  * One instance per cluster, connected to authx.database.  Each turn of its
- * latch loop it checks that the extension exists, drains the audit queue
+ * latch loop it checks that the extension exists, blocks the addresses that
+ * threat rules fired for (policy.c), drains the audit queue
  * (audit.c), persists changed lockout counters and, every
  * authx.maintenance_naptime, calls authx.maintenance_run() — partitions are
  * managed in SQL, like pg_partman, so the worker stays thin.  Each unit of
- * work is its own transaction; a failure is logged once, counted, and
+ * work is its own transaction, started after SetCurrentStatementStartTimestamp
+ * (else now() would stay the worker's start time: a background worker has
+ * no client messages to set it); a failure is logged once, counted, and
  * retried on the next turn.  It publishes its pid and latch in shared memory
  * under AUTHX_LOCK_WORKER so backends can wake it, and writes what is queued
  * once more on SIGTERM before it exits.
@@ -43,6 +46,7 @@ typedef enum WorkerStep
 	STEP_DRAIN,
 	STEP_LOCKOUTS,
 	STEP_USAGE,
+	STEP_THREATS,
 	STEP_MAINTAIN,
 	NUM_STEPS
 } WorkerStep;
@@ -53,7 +57,7 @@ static bool step_failing[NUM_STEPS];
 static bool extension_missing = false;
 static const char *const step_names[NUM_STEPS] = {
 	"looking for the extension", "writing audit events", "persisting lockouts", "persisting API key usage",
-	"partition maintenance"
+	"blocking detected threats", "partition maintenance"
 };
 
 /*
@@ -82,6 +86,7 @@ check_extension(void)
 {
 	bool		installed;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("authx", true));
 	CommitTransactionCommand();
@@ -135,6 +140,16 @@ usage(void)
 }
 
 /*
+ * threats
+ *		Block the addresses threat rules fired for.
+ */
+static void
+threats(void)
+{
+	(void) authx_threat_flush();
+}
+
+/*
  * maintain
  *		One call of authx.maintenance_run() in its own transaction.
  */
@@ -143,6 +158,7 @@ maintain(void)
 {
 	int			rc;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -261,6 +277,7 @@ authx_maint_main(Datum main_arg)
 		run_step(STEP_CHECK, check_extension, loopcxt);
 		if (!extension_missing)
 		{
+			run_step(STEP_THREATS, threats, loopcxt);
 			run_step(STEP_DRAIN, drain_all, loopcxt);
 			run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 			run_step(STEP_USAGE, usage, loopcxt);
@@ -289,6 +306,7 @@ authx_maint_main(Datum main_arg)
 	run_step(STEP_CHECK, check_extension, loopcxt);
 	if (!extension_missing)
 	{
+		run_step(STEP_THREATS, threats, loopcxt);
 		run_step(STEP_DRAIN, drain_all, loopcxt);
 		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 		run_step(STEP_USAGE, usage, loopcxt);

@@ -45,6 +45,30 @@ LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION authx.audit_flush(interval) IS
 'Waits until every event queued before the call is in authx.audit_log; raises 55000 after the timeout.';
 
+-- The payload of NOTIFY authx_alerts: the event as JSON, details dropped if
+-- it would not fit (NOTIFY takes under 8000 bytes).
+CREATE FUNCTION authx._alert(p_at timestamptz, p_type text, p_severity text, p_user uuid, p_ip inet,
+                             p_user_agent text, p_details jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_payload text;
+BEGIN
+    v_payload := jsonb_build_object('at', p_at, 'event_type', p_type, 'severity', p_severity,
+                                    'user_id', p_user, 'ip', abbrev(p_ip), 'details', p_details)::text;
+    IF octet_length(v_payload) > 7900 THEN
+        v_payload := jsonb_build_object('at', p_at, 'event_type', p_type, 'severity', p_severity,
+                                        'user_id', p_user, 'ip', abbrev(p_ip),
+                                        'details', jsonb_build_object('truncated', true))::text;
+    END IF;
+    PERFORM pg_notify('authx_alerts', v_payload);
+END
+$$;
+COMMENT ON FUNCTION authx._alert(timestamptz, text, text, uuid, inet, text, jsonb) IS
+'Internal. NOTIFY authx_alerts with an audit event as JSON, for events at or above authx.alert_min_severity: the maintenance worker as it writes queued events, authx._audit_tx for transactional ones (sent when they commit).';
+
 -- Internal: a transactional event, for state changes (an account created in
 -- a transaction that rolls back must not leave a "user.created" behind).
 CREATE FUNCTION authx._audit_tx(p_event_type text, p_severity authx.severity,
@@ -55,9 +79,15 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO authx.audit_log (at, event_type, severity, user_id, details)
     VALUES (pg_catalog.clock_timestamp(), p_event_type, p_severity, p_user_id, p_details);
+    -- An alert, sent if and when the transaction commits, like the event.
+    SELECT authx._alert(pg_catalog.clock_timestamp(), p_event_type, p_severity::text, p_user_id, NULL, NULL, p_details)
+     WHERE CASE coalesce(pg_catalog.current_setting('authx.alert_min_severity', true), 'high')
+           WHEN 'off' THEN false
+           ELSE p_severity >= coalesce(pg_catalog.current_setting('authx.alert_min_severity', true), 'high')::authx.severity
+           END;
 $$;
 COMMENT ON FUNCTION authx._audit_tx(text, authx.severity, uuid, jsonb) IS
-'Internal. Inserts an event in the caller''s transaction: it exists exactly when the change it describes committed.';
+'Internal. Inserts an event in the caller''s transaction: it exists exactly when the change it describes committed; alerts on authx_alerts like queued events.';
 
 -- ----------------------------------------------------------------
 -- Partition maintenance, generic over any table partitioned by day on a

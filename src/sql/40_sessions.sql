@@ -182,6 +182,17 @@ $$;
 COMMENT ON FUNCTION authx.session_create(uuid, inet, text, interval) IS
 'Creates a session for a user authenticated elsewhere (OAuth, SSO) and returns its token, shown once. Raises P0002 for a missing user, 55000 for a disabled one, 22023 for a bad ttl.';
 
+-- Names the account a failed login was for without storing the address
+-- typed (which may be a password typed in the wrong field): 16 hex digits of
+-- its sha256.  Threat rules count distinct accounts by it.
+CREATE FUNCTION authx._account_tag(p_email text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT left(encode(sha256(convert_to(p_email, 'UTF8')), 'hex'), 16) $$;
+COMMENT ON FUNCTION authx._account_tag(text) IS
+'Internal. The tag of a normalized email in login.failed details (16 hex digits of its sha256): distinct accounts, no address stored.';
+
 CREATE FUNCTION authx.login(email text, password text, ip inet DEFAULT NULL, user_agent text DEFAULT NULL)
 RETURNS TABLE (status text, user_id uuid, session_token text, expires_at timestamptz)
 LANGUAGE plpgsql VOLATILE
@@ -192,6 +203,8 @@ DECLARE
     v_locked timestamptz;
     v_new    timestamptz;
     v_rc     integer;
+    v_email  text := lower(btrim(coalesce(login.email, ''), E' \t\r\n'));
+    v_rl     authx.rate_limit_result;
     r        record;
 BEGIN
     -- A blocked address is answered before anything costs: no hash, no
@@ -200,6 +213,23 @@ BEGIN
         PERFORM authx.audit('login.blocked', 'medium', NULL, ip, '{}', user_agent);
         RETURN QUERY SELECT 'blocked'::text, NULL::uuid, NULL::text, NULL::timestamptz;
         RETURN;
+    END IF;
+    -- Then the login policy, per address (IPv6: per /64) and per email,
+    -- known or not: a limited attempt costs no lookup and no argon2 time.
+    IF EXISTS (SELECT 1 FROM authx.rate_limit_policies p WHERE p.name = 'login') THEN
+        IF ip IS NOT NULL THEN
+            v_rl := authx.rate_check('login', 'ip:' || authx._ip_key(ip)::text);
+        END IF;
+        IF v_rl.allowed IS DISTINCT FROM false THEN
+            v_rl := authx.rate_check('login', 'email:' || v_email);
+        END IF;
+        IF NOT v_rl.allowed THEN
+            PERFORM authx.audit('login.rate_limited', 'low', NULL, ip,
+                                jsonb_build_object('retry_after_s', extract(epoch FROM v_rl.retry_after)), user_agent);
+            RETURN QUERY SELECT 'rate_limited'::text, NULL::uuid, NULL::text,
+                                clock_timestamp() + coalesce(v_rl.retry_after, interval '0');
+            RETURN;
+        END IF;
     END IF;
     SELECT * INTO v_user FROM authx.users u
      WHERE lower(u.email) = lower(btrim(login.email, E' \t\r\n')) AND u.deleted_at IS NULL;
@@ -213,7 +243,8 @@ BEGIN
 
     IF v_user.id IS NULL THEN
         PERFORM authx.audit('login.failed', 'low', NULL, ip,
-                            jsonb_build_object('reason', 'unknown_email'), user_agent);
+                            jsonb_build_object('reason', 'unknown_email', 'account', authx._account_tag(v_email)),
+                            user_agent);
         RETURN QUERY SELECT 'invalid_credentials'::text, NULL::uuid, NULL::text, NULL::timestamptz;
         RETURN;
     END IF;
@@ -223,7 +254,8 @@ BEGIN
             v_new := authx._lockout_fail(v_user.id, ip);
         END IF;
         PERFORM authx.audit('login.failed', 'medium', v_user.id, ip,
-                            jsonb_build_object('reason', 'bad_password'), user_agent);
+                            jsonb_build_object('reason', 'bad_password', 'account', authx._account_tag(v_email)),
+                            user_agent);
         IF v_new IS NOT NULL THEN
             PERFORM authx.audit('login.lockout', 'high', v_user.id, ip,
                                 jsonb_build_object('locked_until', v_new), user_agent);
@@ -257,7 +289,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authx.login(text, text, inet, text) IS
-'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked). locked and disabled are only revealed to the right password. Never raises on bad input.';
+'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked), rate_limited (the login policy, per address and per email; expires_at = when to retry; no password is checked). locked and disabled are only revealed to the right password. Never raises on bad input.';
 
 CREATE FUNCTION authx.session_info(token text)
 RETURNS TABLE (user_id uuid, session_id uuid, created_at timestamptz, expires_at timestamptz,

@@ -222,12 +222,13 @@ COMMENT ON TYPE authx.apikey_verification IS
 'The answer of authx.apikey_verify: code, and for a key that exists its id, owner, scopes, uses left, rate-limit allowance left and (rate_limited) when to retry.';
 
 -- One row, always.
-CREATE FUNCTION authx.apikey_verify(api_key text, scope text DEFAULT NULL, cost integer DEFAULT 1)
+CREATE FUNCTION authx.apikey_verify(api_key text, scope text DEFAULT NULL, cost integer DEFAULT 1,
+                                    ip inet DEFAULT NULL)
 RETURNS authx.apikey_verification
 AS 'MODULE_PATHNAME', 'authx_apikey_verify'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION authx.apikey_verify(text, text, integer) IS
-'Verifies an API key: code is valid, not_found, revoked, expired, disabled (owner disabled or deleted), insufficient_scope, rate_limited (retry_after set, NULL when the cost exceeds the whole limit) or usage_exceeded. A valid answer spends cost from the rate limit and the remaining uses (cost 0 spends and checks neither). Never raises on a malformed key; raises 22023 for a malformed scope or a negative cost.';
+COMMENT ON FUNCTION authx.apikey_verify(text, text, integer, inet) IS
+'Verifies an API key: code is valid, not_found, revoked, expired, disabled (owner disabled or deleted), insufficient_scope, rate_limited (retry_after set, NULL when the cost exceeds the whole limit), usage_exceeded, or blocked (ip is blocked; the key is not looked at). With an ip, keys not found count for the threat rules on apikey.not_found. A valid answer spends cost from the rate limit and the remaining uses (cost 0 spends and checks neither). Never raises on a malformed key; raises 22023 for a malformed scope or a negative cost.';
 
 -- Internal: spend p_cost uses, after a refill if one is due, under the row
 -- lock.  The locked row is the latest: a revocation, expiry or owner

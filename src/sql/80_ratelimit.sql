@@ -31,13 +31,13 @@ CREATE TABLE authx.rate_limit_policies (
     name        text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_.-]{0,62}$'),
     max         integer NOT NULL CHECK (max > 0),
     per         interval NOT NULL CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31622400),
-    store       text NOT NULL DEFAULT 'local' CHECK (store IN ('local')),
+    store       text NOT NULL DEFAULT 'local' CHECK (store IN ('local', 'redis')),
     fail_mode   text NOT NULL DEFAULT 'local' CHECK (fail_mode IN ('local', 'open', 'closed')),
     description text,
     seeded      boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE authx.rate_limit_policies IS
-'Named limits used by authx.rate_check: max requests per interval. store is where buckets live (local: this server''s shared memory); fail_mode is what a policy does when its store is unreachable (for stores that can be).';
+'Named limits used by authx.rate_check: max requests per interval. store is where buckets live (local: this server''s shared memory; redis: authx.redis_url, shared by every server using it); fail_mode is what a redis policy does when Redis cannot answer (local: decide in shared memory, open: allow, closed: deny).';
 INSERT INTO authx.rate_limit_policies (name, max, per, description, seeded) VALUES
     ('login', 5, '1 minute', 'Login attempts per address and per account.', true),
     ('register', 3, '1 minute', 'Sign-ups per address.', true),
@@ -46,8 +46,9 @@ INSERT INTO authx.rate_limit_policies (name, max, per, description, seeded) VALU
     ('api', 100, '1 minute', 'API requests per key or address.', true);
 SELECT pg_catalog.pg_extension_config_dump('authx.rate_limit_policies', 'WHERE NOT seeded');
 
--- Editing a seeded policy makes it the user's (dumped, restored as edited).
-CREATE FUNCTION authx._rate_policy_unseed()
+-- Editing a seeded row (a policy, a threat rule) makes it the user's:
+-- dumped, and restored as edited.
+CREATE FUNCTION authx._unseed()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -57,10 +58,10 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION authx._rate_policy_unseed() IS 'Internal. Trigger: an edited seed policy is dumped like any other.';
+COMMENT ON FUNCTION authx._unseed() IS 'Internal. Trigger: an edited seed row (policy, threat rule) is dumped like any other.';
 
 CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies
-FOR EACH ROW WHEN (OLD.seeded) EXECUTE FUNCTION authx._rate_policy_unseed();
+FOR EACH ROW WHEN (OLD.seeded) EXECUTE FUNCTION authx._unseed();
 
 -- A restore: CREATE EXTENSION has made the seeds again, then the dump's
 -- COPY brings the edited one under the same name.  The edit wins: it is
@@ -103,42 +104,29 @@ COMMENT ON TABLE authx.rate_limit_overrides IS
 'Per-subject exceptions to a policy: another max (and per), or bypass (never limited), until expires_at if set.';
 SELECT pg_catalog.pg_extension_config_dump('authx.rate_limit_overrides', '');
 
+-- Each backend keeps a copy of the policies (and threat rules), good until
+-- a change to them commits (src/policy.c).
+CREATE FUNCTION authx._policy_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'authx_policy_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION authx._policy_changed() IS
+'Internal. Trigger: the backends'' copies of policies, overrides and threat rules are stale once this transaction commits.';
+
+CREATE TRIGGER rate_limit_policies_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ON authx.rate_limit_policies FOR EACH STATEMENT EXECUTE FUNCTION authx._policy_changed();
+CREATE TRIGGER rate_limit_overrides_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ON authx.rate_limit_overrides FOR EACH STATEMENT EXECUTE FUNCTION authx._policy_changed();
+
 CREATE FUNCTION authx.rate_check(policy text, subject text, cost integer DEFAULT 1)
 RETURNS authx.rate_limit_result
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p authx.rate_limit_policies;
-    o authx.rate_limit_overrides;
-    r authx.rate_limit_result;
-BEGIN
-    PERFORM authx._require(rate_check.policy, 'policy');
-    PERFORM authx._require(rate_check.subject, 'subject');
-    SELECT * INTO p FROM authx.rate_limit_policies rp WHERE rp.name = rate_check.policy;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('rate limit policy "%s" does not exist', rate_check.policy),
-            HINT = 'See authx.rate_limit_policies; create one with authx.rate_policy_set.';
-    END IF;
-    SELECT * INTO o FROM authx.rate_limit_overrides ro
-     WHERE ro.policy = p.name AND ro.subject = rate_check.subject
-       AND (ro.expires_at IS NULL OR ro.expires_at > clock_timestamp());
-    IF FOUND AND o.bypass THEN
-        r.allowed := true;
-        RETURN r;
-    END IF;
-    -- The bucket is the policy's: the same subject under two policies is two
-    -- buckets (chr(1) cannot occur in a policy name).
-    RETURN authx.rate_limit(p.name || chr(1) || rate_check.subject,
-                            coalesce(o.max, p.max), coalesce(o.per, p.per), rate_check.cost);
-END
-$$;
+AS 'MODULE_PATHNAME', 'authx_rate_check'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION authx.rate_check(text, text, integer) IS
-'rate_limit with the named policy''s limit, or the subject''s override (bypass: always allowed, remaining NULL). Raises 42704 for an unknown policy, 22004 for NULL arguments.';
+'rate_limit with the named policy''s limit, store and fail_mode, or the subject''s override (bypass: always allowed, remaining NULL). Raises 42704 for an unknown policy, 22004 for NULL arguments, 22023 for a negative cost.';
 
 CREATE FUNCTION authx.rate_policy_set(name text, max integer, per interval, fail_mode text DEFAULT 'local',
-                                      description text DEFAULT NULL)
+                                      description text DEFAULT NULL, store text DEFAULT 'local')
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -165,20 +153,26 @@ BEGIN
             MESSAGE = format('invalid fail_mode "%s"', coalesce(rate_policy_set.fail_mode, 'NULL')),
             HINT = 'fail_mode is local, open or closed.';
     END IF;
-    INSERT INTO authx.rate_limit_policies AS rp (name, max, per, fail_mode, description)
-    VALUES (rate_policy_set.name, rate_policy_set.max, rate_policy_set.per, rate_policy_set.fail_mode,
-            rate_policy_set.description)
+    IF rate_policy_set.store IS NULL OR rate_policy_set.store NOT IN ('local', 'redis') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid store "%s"', coalesce(rate_policy_set.store, 'NULL')),
+            HINT = 'store is local (this server''s shared memory) or redis (shared through authx.redis_url).';
+    END IF;
+    INSERT INTO authx.rate_limit_policies AS rp (name, max, per, store, fail_mode, description)
+    VALUES (rate_policy_set.name, rate_policy_set.max, rate_policy_set.per, rate_policy_set.store,
+            rate_policy_set.fail_mode, rate_policy_set.description)
     ON CONFLICT ON CONSTRAINT rate_limit_policies_pkey DO UPDATE
-       SET max = EXCLUDED.max, per = EXCLUDED.per, fail_mode = EXCLUDED.fail_mode,
+       SET max = EXCLUDED.max, per = EXCLUDED.per, store = EXCLUDED.store, fail_mode = EXCLUDED.fail_mode,
            description = coalesce(EXCLUDED.description, rp.description);
     PERFORM authx._audit_tx('rate_limit.policy_set', 'medium', NULL,
                             jsonb_build_object('policy', rate_policy_set.name, 'max', rate_policy_set.max,
                                                'per_ms', (extract(epoch FROM rate_policy_set.per) * 1000)::bigint,
+                                               'store', rate_policy_set.store,
                                                'fail_mode', rate_policy_set.fail_mode));
 END
 $$;
-COMMENT ON FUNCTION authx.rate_policy_set(text, integer, interval, text, text) IS
-'Creates or changes a rate-limit policy (admin). Buckets are per (subject, max, per): a changed limit uses fresh buckets (switching back finds the old ones if still live). Raises 22023 for bad values.';
+COMMENT ON FUNCTION authx.rate_policy_set(text, integer, interval, text, text, text) IS
+'Creates or changes a rate-limit policy (admin); store local or redis. Buckets are per (subject, max, per): a changed limit uses fresh buckets (switching back finds the old ones if still live). Raises 22023 for bad values.';
 
 CREATE FUNCTION authx.rate_override_set(policy text, subject text, max integer DEFAULT NULL,
                                         per interval DEFAULT NULL, bypass boolean DEFAULT false,

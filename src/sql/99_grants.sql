@@ -34,7 +34,7 @@ GRANT EXECUTE ON FUNCTION
     authx.session_revoke_id(uuid),
     authx.session_revoke_all(uuid, text),
     authx.apikey_create(uuid, text, text[], timestamptz, integer, interval, integer, integer, interval),
-    authx.apikey_verify(text, text, integer),
+    authx.apikey_verify(text, text, integer, inet),
     authx.apikey_rotate(uuid, interval),
     authx.apikey_revoke(uuid),
     authx.apikey_list(uuid),
@@ -70,18 +70,21 @@ GRANT EXECUTE ON FUNCTION
     authx.role_list(),
     authx.user_grant(uuid, text, timestamptz),
     authx.user_revoke(uuid, text),
-    authx.rate_policy_set(text, integer, interval, text, text),
+    authx.rate_policy_set(text, integer, interval, text, text, text),
     authx.rate_override_set(text, text, integer, interval, boolean, timestamptz, text),
     authx.rate_override_remove(text, text),
     authx.ip_block(cidr, interval, text),
     authx.ip_unblock(cidr),
     authx.ip_allow(cidr, text),
     authx.ip_disallow(cidr),
-    authx.ip_blocks()
+    authx.ip_blocks(),
+    authx.threat_rule_set(text, text, integer, interval, interval, text, boolean, text),
+    authx.threat_rule_drop(text),
+    authx.security_summary(interval)
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
     authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,
-    authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks TO authx_admin;
+    authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks, authx.threat_rules TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,

@@ -7,10 +7,10 @@
 --     so no stray object lives next to the extension's;
 --   * columns of authx.users, audit_log, sessions, lockouts, roles,
 --     role_permissions, user_roles, api_keys, api_key_usage,
---     rate_limit_policies, rate_limit_overrides and the views stats and
---     active_lockouts; sessions.version and api_keys.version are bigint NOT
---     NULL DEFAULT 1; the rate-limit tables' column types, NOT NULL and
---     defaults;
+--     rate_limit_policies, rate_limit_overrides, threat_rules and the views
+--     stats and active_lockouts; sessions.version and api_keys.version are
+--     bigint NOT NULL DEFAULT 1; the rate-limit tables' and threat_rules'
+--     column types, NOT NULL and defaults;
 --   * the triggers on authx tables, exactly, with their full definitions
 --     (users_status_revoke_sessions, sessions_version, sessions_cache, the
 --     RBAC row triggers roles_changed, role_permissions_changed,
@@ -18,27 +18,34 @@
 --     role_permissions_truncated, user_roles_truncated, users_status_rbac
 --     (row, on a status change only), users_deleted_roles, the
 --     roles_check_cycle row trigger, api_keys_version, api_keys_cache,
---     users_status_apikeys, rate_limit_policies_unseed (BEFORE UPDATE, WHEN
---     old.seeded), rate_limit_policies_merge_seed (BEFORE INSERT, WHEN NOT
---     new.seeded)); their functions: _sessions_version, _roles_check_cycle,
---     _user_deleted_roles, _user_status_apikeys, _rate_policy_unseed and
---     _rate_policy_merge_seed PL/pgSQL, _sessions_cache, _rbac_changed and _api_keys_cache C, none
---     SECURITY DEFINER;
+--     users_status_apikeys, rate_limit_policies_unseed and
+--     threat_rules_unseed (BEFORE UPDATE, WHEN old.seeded, both on
+--     _unseed), rate_limit_policies_merge_seed and threat_rules_merge_seed
+--     (BEFORE INSERT, WHEN NOT new.seeded), rate_limit_policies_changed,
+--     rate_limit_overrides_changed and threat_rules_changed (AFTER INSERT,
+--     UPDATE, DELETE and TRUNCATE, per statement, on _policy_changed),
+--     ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)); their
+--     functions: _sessions_version, _roles_check_cycle, _user_deleted_roles,
+--     _user_status_apikeys, _unseed, _rate_policy_merge_seed and
+--     _threat_rule_merge_seed PL/pgSQL, _sessions_cache, _rbac_changed,
+--     _api_keys_cache, _policy_changed and _ip_blocks_changed C, none
+--     SECURITY DEFINER; every trigger enabled;
 --   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
---     apikey_verify (PARALLEL UNSAFE) are VOLATILE and not SECURITY
---     DEFINER; _permission_valid is IMMUTABLE STRICT PARALLEL SAFE C;
+--     apikey_verify (PARALLEL UNSAFE; api_key, scope DEFAULT NULL, cost
+--     DEFAULT 1, ip DEFAULT NULL) are VOLATILE and not SECURITY DEFINER;
+--     _permission_valid is IMMUTABLE STRICT PARALLEL SAFE C;
 --   * cache_sync(timeout interval DEFAULT 30 s) RETURNS void and
 --     cache_status() RETURNS jsonb: C, VOLATILE, PARALLEL RESTRICTED,
 --     cache_sync STRICT, neither SECURITY DEFINER;
 --   * the row types apikey_verification (what apikey_verify returns) and
 --     rate_limit_result (what rate_limit, rate_peek and rate_check return),
 --     their attributes in order;
---   * rate limits: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C,
---     not STRICT, not SECURITY DEFINER; rate_check, rate_policy_set,
+--   * rate limits: rate_limit, rate_peek and rate_check VOLATILE PARALLEL
+--     RESTRICTED C, not STRICT, not SECURITY DEFINER; rate_policy_set,
 --     rate_override_set, rate_override_remove PL/pgSQL definers;
---     _ratelimit_purge and the trigger functions _rate_policy_unseed and
---     _rate_policy_merge_seed PL/pgSQL, not definers; the argument names
---     and defaults of the six public functions;
+--     _ratelimit_purge and the trigger function _rate_policy_merge_seed
+--     PL/pgSQL, not definers; the argument names and defaults of the six
+--     public functions (rate_policy_set's store DEFAULT 'local' last);
 --   * the severity enum labels and their order; the partial unique email
 --     index; audit_log range-partitioned on "at" with a DEFAULT partition;
 --   * sessions: unique token_hash index under the name session_validate
@@ -46,7 +53,7 @@
 --     lockouts: one row per (user, ip) with NULL ip counted as a value;
 --   * the text columns compared bytewise (COLLATE "C"): role names,
 --     permissions, scopes, key prefixes, usage codes, rate-limit policy
---     names;
+--     names, threat rule names;
 --   * roles, role_permissions, user_roles, api_keys, api_key_usage: their
 --     indexes (user_roles_pkey, which user_grant names in ON CONFLICT, and
 --     api_keys_prefix_key, which apikey_verify (C) looks up, included) and
@@ -55,12 +62,23 @@
 --     no NULL scope element); rate_limit_policies and rate_limit_overrides:
 --     exactly their primary keys as indexes, and all their constraints
 --     (name pattern, max > 0, per 1 ms .. 366 days counted in epoch seconds
---     as rate_limit counts it (a year 365.25 days, a month 30), store, fail_mode,
---     overrides cascading with their policy on delete and rename, subject
---     length, max or bypass);
+--     as rate_limit counts it (a year 365.25 days, a month 30), store local
+--     or redis, fail_mode, overrides cascading with their policy on delete
+--     and rename, subject length, max or bypass);
+--   * threat detection: the table threat_rules (columns, types, NOT NULL,
+--     defaults, primary key on name as its only index, and exactly its
+--     checks: name like a policy name, event type, distinct_by, threshold
+--     1 .. 1000000, within and block_for 1 s .. 366 days); threat_rule_set,
+--     threat_rule_drop and security_summary PL/pgSQL VOLATILE
+--     definers, with their argument names, defaults (block_for
+--     1 hour, distinct_by NULL, enabled true, description NULL; since
+--     24 hours) and results; _threat_block and _alert PL/pgSQL, not
+--     definers; _account_tag IMMUTABLE STRICT PARALLEL SAFE SQL;
+--     _policy_changed C trigger; _unseed and _threat_rule_merge_seed
+--     PL/pgSQL triggers;
 --   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
---     roles, permissions and rate-limit policies left out (WHERE NOT
---     seeded), rate-limit overrides kept;
+--     roles, permissions, rate-limit policies and threat rules left out
+--     (WHERE NOT seeded), rate-limit overrides kept;
 --   * every function has a COMMENT;
 --   * exactly the expected functions are SECURITY DEFINER, and each pins
 --     search_path to exactly "pg_catalog, pg_temp" (only
@@ -71,21 +89,28 @@
 --     privilege on schema, tables, views or sequence; the per-role EXECUTE
 --     grants are exactly the documented ones (the API key functions,
 --     has_permission, user_permissions, user_roles, rate_limit, rate_peek,
---     rate_check for authx_app; role and grant management, rate_policy_set
---     and rate_override_* for authx_admin); table grants are SELECT for
---     authx_admin only (the rate-limit tables included), never on api_keys;
+--     rate_check, ip_blocked for authx_app; role and grant management,
+--     rate_policy_set, rate_override_*, ip_block and friends,
+--     threat_rule_set, threat_rule_drop and security_summary for
+--     authx_admin; none on the internals _threat_block, _alert,
+--     _account_tag, _ip_key, _policy_changed, _unseed,
+--     _threat_rule_merge_seed); table grants are SELECT for authx_admin only
+--     (the rate-limit tables, ip_blocks and threat_rules included), never
+--     on api_keys;
 --   * IP blocking: the table ip_blocks (columns, defaults, primary key
 --     (net, allow) as its only index, source check, dumped whole), its
 --     triggers ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)
 --     on the C function _ip_blocks_changed; ip_blocked VOLATILE STRICT
 --     PARALLEL RESTRICTED C, not a definer, executable by authx_app;
+--     _ip_key (the network an address is counted and blocked by)
+--     IMMUTABLE STRICT PARALLEL SAFE C returning cidr;
 --     ip_block, ip_unblock, ip_allow, ip_disallow, ip_blocks definers for
 --     authx_admin, who also reads ip_blocks; _ip_blocks_live and
 --     _ip_blocked_sql SQL definers, _ipblock_purge PL/pgSQL, granted to
 --     no one; argument names and defaults of the public functions;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(74);
+SELECT plan(81);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -97,6 +122,8 @@ SELECT set_eq(
        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
          AND d.deptype = 'e' AND e.extname = 'authx'$$,
     ARRAY[
+        'function authx._account_tag(text)',
+        'function authx._alert(timestamp with time zone,text,text,uuid,inet,text,jsonb)',
         'function authx._api_keys_cache()',
         'function authx._apikey_check(text,timestamp with time zone,integer,interval,integer,integer,interval)',
         'function authx._apikey_consume(uuid,integer,timestamp with time zone)',
@@ -110,6 +137,7 @@ SELECT set_eq(
         'function authx._ip_blocked_sql(inet,timestamp with time zone)',
         'function authx._ip_blocks_changed()',
         'function authx._ip_blocks_live(timestamp with time zone)',
+        'function authx._ip_key(inet)',
         'function authx._ipblock_purge(timestamp with time zone)',
         'function authx._lockout_clear(uuid,inet)',
         'function authx._lockout_fail(uuid,inet)',
@@ -121,10 +149,10 @@ SELECT set_eq(
         'function authx._password_rehash(uuid,text,text)',
         'function authx._permission_valid(text)',
         'function authx._permissions_normalize(text[],text)',
+        'function authx._policy_changed()',
         'function authx._rbac_changed()',
         'function authx._rbac_purge(timestamp with time zone)',
         'function authx._rate_policy_merge_seed()',
-        'function authx._rate_policy_unseed()',
         'function authx._ratelimit_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
         'function authx._require(anyelement,text)',
@@ -137,7 +165,10 @@ SELECT set_eq(
         'function authx._sessions_version()',
         'function authx._setting_interval(text,interval)',
         'function authx._stats()',
+        'function authx._threat_block(inet,text,inet)',
+        'function authx._threat_rule_merge_seed()',
         'function authx._token_new(text)',
+        'function authx._unseed()',
         'function authx._user_deleted_roles()',
         'function authx._user_lock(uuid)',
         'function authx._user_set_status(uuid,text,text)',
@@ -149,7 +180,7 @@ SELECT set_eq(
         'function authx.apikey_rotate(uuid,interval)',
         'function authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
         'function authx.apikey_usage(uuid,timestamp with time zone)',
-        'function authx.apikey_verify(text,text,integer)',
+        'function authx.apikey_verify(text,text,integer,inet)',
         'function authx.audit(text,text,uuid,inet,jsonb,text)',
         'function authx.audit_flush(interval)',
         'function authx.cache_status()',
@@ -170,13 +201,14 @@ SELECT set_eq(
         'function authx.rate_override_remove(text,text)',
         'function authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
         'function authx.rate_peek(text,integer,interval)',
-        'function authx.rate_policy_set(text,integer,interval,text,text)',
+        'function authx.rate_policy_set(text,integer,interval,text,text,text)',
         'function authx.role_create(text,text,text)',
         'function authx.role_drop(text)',
         'function authx.role_grant(text,text)',
         'function authx.role_list()',
         'function authx.role_revoke(text,text)',
         'function authx.role_set_parent(text,text)',
+        'function authx.security_summary(interval)',
         'function authx.session_create(uuid,inet,text,interval)',
         'function authx.session_info(text)',
         'function authx.session_revoke(text)',
@@ -184,6 +216,8 @@ SELECT set_eq(
         'function authx.session_revoke_id(uuid)',
         'function authx.session_validate(text,inet)',
         'function authx.sessions(uuid)',
+        'function authx.threat_rule_drop(text)',
+        'function authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
         'function authx.user_create(text,text,text)',
         'function authx.user_delete(uuid)',
         'function authx.user_disable(uuid)',
@@ -207,6 +241,7 @@ SELECT set_eq(
         'table authx.role_permissions',
         'table authx.roles',
         'table authx.sessions',
+        'table authx.threat_rules',
         'table authx.user_roles',
         'table authx.users',
         'type authx.apikey_verification',
@@ -231,35 +266,35 @@ SELECT is_empty(
 );
 
 SELECT functions_are('authx', ARRAY[
-    '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock', '_apikey_new', '_apikey_touch',
-    '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_email_normalize', '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ipblock_purge',
-    '_lockout_clear', '_lockout_fail', '_lockout_state',
+    '_account_tag', '_alert', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock', '_apikey_new',
+    '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
+    '_audit_tx', '_email_normalize', '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
+    '_ipblock_purge', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
-    '_password_rehash', '_permission_valid', '_permissions_normalize', '_rate_policy_merge_seed', '_rate_policy_unseed',
+    '_password_rehash', '_permission_valid', '_permissions_normalize', '_policy_changed', '_rate_policy_merge_seed',
     '_ratelimit_purge',
     '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
-    '_setting_interval', '_stats', '_token_new', '_user_deleted_roles', '_user_lock', '_user_set_status',
-    '_user_status_apikeys', '_user_status_revoke',
+    '_setting_interval', '_stats', '_threat_block', '_threat_rule_merge_seed', '_token_new', '_unseed',
+    '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys', '_user_status_revoke',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify',
     'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission',
     'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'login', 'maintenance_run',
     'password_set', 'password_verify',
     'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
-    'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent',
+    'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
-    'session_validate', 'sessions',
+    'session_validate', 'sessions', 'threat_rule_drop', 'threat_rule_set',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
     'user_permissions', 'user_revoke', 'user_roles', 'user_unlock'
 ], 'schema authx has exactly the extension functions');
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 98,
-          'schema authx has exactly 98 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 107,
+          'schema authx has exactly 107 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -279,17 +314,17 @@ SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'sev
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the thirteen members.
+-- are not members; every other table must be one of the fourteen members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
          AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
                                'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
-                               'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks')
+                               'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
-    'ip_blocks and daily partitions'
+    'ip_blocks, threat_rules and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -426,9 +461,9 @@ SELECT set_eq(
     $$VALUES ('roles', 'name'), ('roles', 'parent'), ('role_permissions', 'role'),
              ('role_permissions', 'permission'), ('user_roles', 'role'), ('api_keys', 'prefix'),
              ('api_keys', 'scopes'), ('api_key_usage', 'code'), ('rate_limit_policies', 'name'),
-             ('rate_limit_overrides', 'policy')$$,
-    'role names, permissions, scopes, key prefixes, usage codes and rate-limit policy names (only they) '
-    'are COLLATE "C"'
+             ('rate_limit_overrides', 'policy'), ('threat_rules', 'name')$$,
+    'role names, permissions, scopes, key prefixes, usage codes, rate-limit policy names and threat rule names '
+    '(only they) are COLLATE "C"'
 );
 -- apikey_verify (C) finds api_keys_prefix_key by name; user_grant names
 -- user_roles_pkey in ON CONFLICT.
@@ -513,7 +548,8 @@ SELECT set_eq(
              ('authx.rate_limit_policies', 'rate_limit_policies_max_check', 'CHECK ((max > 0))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_per_check',
               'CHECK (((EXTRACT(epoch FROM per) >= 0.001) AND (EXTRACT(epoch FROM per) <= (31622400)::numeric)))'),
-             ('authx.rate_limit_policies', 'rate_limit_policies_store_check', 'CHECK ((store = ''local''::text))'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_store_check',
+              'CHECK ((store = ANY (ARRAY[''local''::text, ''redis''::text])))'),
              ('authx.rate_limit_policies', 'rate_limit_policies_fail_mode_check',
               'CHECK ((fail_mode = ANY (ARRAY[''local''::text, ''open''::text, ''closed''::text])))'),
              ('authx.rate_limit_overrides', 'rate_limit_overrides_pkey', 'PRIMARY KEY (policy, subject)'),
@@ -526,7 +562,7 @@ SELECT set_eq(
               'CHECK (((EXTRACT(epoch FROM per) >= 0.001) AND (EXTRACT(epoch FROM per) <= (31622400)::numeric)))'),
              ('authx.rate_limit_overrides', 'rate_limit_overrides_check', 'CHECK ((bypass OR (max IS NOT NULL)))')$$,
     'constraints of rate_limit_policies and rate_limit_overrides are exactly these (policy names like role '
-    'names, max > 0, per 1 ms .. 366 days in epoch seconds (31622400), store local, fail_mode local/open/closed; overrides go with '
+    'names, max > 0, per 1 ms .. 366 days in epoch seconds (31622400), store local/redis, fail_mode local/open/closed; overrides go with '
     'their policy, subjects of 1-500 characters, max or bypass)'
 );
 
@@ -544,10 +580,10 @@ SELECT set_eq(
              ('authx.sessions', ''), ('authx.lockouts', ''), ('authx.roles', 'WHERE NOT seeded'),
              ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
              ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
-             ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', '')$$,
+             ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
-    'api_key_usage, rate_limit_overrides, ip_blocks, and roles, role_permissions and rate_limit_policies but the '
-    'seeded rows (pg_extension_config_dump)'
+    'api_key_usage, rate_limit_overrides, ip_blocks, and roles, role_permissions, rate_limit_policies and '
+    'threat_rules but the seeded rows (pg_extension_config_dump)'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -607,10 +643,25 @@ SELECT set_eq(
               'WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION authx._user_status_apikeys()'),
              ('authx.rate_limit_policies', 'rate_limit_policies_unseed',
               'CREATE TRIGGER rate_limit_policies_unseed BEFORE UPDATE ON authx.rate_limit_policies FOR EACH ROW '
-              'WHEN (old.seeded) EXECUTE FUNCTION authx._rate_policy_unseed()'),
+              'WHEN (old.seeded) EXECUTE FUNCTION authx._unseed()'),
              ('authx.rate_limit_policies', 'rate_limit_policies_merge_seed',
               'CREATE TRIGGER rate_limit_policies_merge_seed BEFORE INSERT ON authx.rate_limit_policies FOR EACH ROW '
               'WHEN ((NOT new.seeded)) EXECUTE FUNCTION authx._rate_policy_merge_seed()'),
+             ('authx.rate_limit_policies', 'rate_limit_policies_changed',
+              'CREATE TRIGGER rate_limit_policies_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.rate_limit_policies FOR EACH STATEMENT EXECUTE FUNCTION authx._policy_changed()'),
+             ('authx.rate_limit_overrides', 'rate_limit_overrides_changed',
+              'CREATE TRIGGER rate_limit_overrides_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.rate_limit_overrides FOR EACH STATEMENT EXECUTE FUNCTION authx._policy_changed()'),
+             ('authx.threat_rules', 'threat_rules_unseed',
+              'CREATE TRIGGER threat_rules_unseed BEFORE UPDATE ON authx.threat_rules FOR EACH ROW '
+              'WHEN (old.seeded) EXECUTE FUNCTION authx._unseed()'),
+             ('authx.threat_rules', 'threat_rules_merge_seed',
+              'CREATE TRIGGER threat_rules_merge_seed BEFORE INSERT ON authx.threat_rules FOR EACH ROW '
+              'WHEN ((NOT new.seeded)) EXECUTE FUNCTION authx._threat_rule_merge_seed()'),
+             ('authx.threat_rules', 'threat_rules_changed',
+              'CREATE TRIGGER threat_rules_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.threat_rules FOR EACH STATEMENT EXECUTE FUNCTION authx._policy_changed()'),
              ('authx.ip_blocks', 'ip_blocks_changed',
               'CREATE TRIGGER ip_blocks_changed AFTER INSERT OR DELETE OR UPDATE ON authx.ip_blocks '
               'FOR EACH ROW EXECUTE FUNCTION authx._ip_blocks_changed()'),
@@ -621,7 +672,9 @@ SELECT set_eq(
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
     'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '
-    'rate_limit_policies_merge_seed, ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE)'
+    'rate_limit_policies_merge_seed, rate_limit_policies_changed, rate_limit_overrides_changed (statement: '
+    'INSERT, UPDATE, DELETE, TRUNCATE), threat_rules_unseed, threat_rules_merge_seed, threat_rules_changed '
+    '(statement), ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE)'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -653,7 +706,7 @@ SELECT set_eq(
                        'authx._api_keys_cache()'::regprocedure, 'authx._user_status_apikeys()'::regprocedure,
                        'authx._user_deleted_roles()'::regprocedure,
                        'authx.has_permission(uuid,text)'::regprocedure,
-                       'authx.apikey_verify(text,text,integer)'::regprocedure,
+                       'authx.apikey_verify(text,text,integer,inet)'::regprocedure,
                        'authx._permission_valid(text)'::regprocedure)$$,
     $$VALUES ('authx._rbac_changed()', 'c', false, 'v', 'u', false, 'trigger'),
              ('authx._roles_check_cycle()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
@@ -661,17 +714,18 @@ SELECT set_eq(
              ('authx._user_status_apikeys()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
              ('authx._user_deleted_roles()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
              ('authx.has_permission(uuid,text)', 'c', false, 'v', 'r', true, 'boolean'),
-             ('authx.apikey_verify(text,text,integer)', 'c', false, 'v', 'u', false, 'authx.apikey_verification'),
+             ('authx.apikey_verify(text,text,integer,inet)', 'c', false, 'v', 'u', false, 'authx.apikey_verification'),
              ('authx._permission_valid(text)', 'c', false, 'i', 's', true, 'boolean')$$,
     'RBAC and API key triggers and hot paths: _rbac_changed, _api_keys_cache C, _roles_check_cycle, '
     '_user_deleted_roles, _user_status_apikeys plpgsql; has_permission STRICT, apikey_verify returns apikey_verification, both '
     'VOLATILE C; _permission_valid IMMUTABLE STRICT PARALLEL SAFE C; none SECURITY DEFINER'
 );
--- Rate limits: rate_limit and rate_peek are the C hot paths (not STRICT:
--- a NULL argument raises 22004); the policy and override functions are
--- PL/pgSQL definers; _ratelimit_purge (maintenance) and the trigger
--- functions _rate_policy_unseed and _rate_policy_merge_seed are PL/pgSQL
--- and not definers.
+-- Rate limits: rate_limit, rate_peek and rate_check are the C hot paths
+-- (not STRICT: a NULL argument raises 22004; rate_check reads the policy
+-- tables as their owner, not as a definer); the policy and override
+-- functions are PL/pgSQL definers; _ratelimit_purge (maintenance) and the
+-- trigger function _rate_policy_merge_seed are PL/pgSQL and not definers
+-- (_unseed, shared with threat_rules, is checked with the threat functions).
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
              p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
@@ -679,18 +733,17 @@ SELECT set_eq(
        WHERE p.pronamespace = 'authx'::regnamespace AND (p.proname LIKE 'rate\_%' OR p.proname LIKE '\_rate%')$$,
     $$VALUES ('authx.rate_limit(text,integer,interval,integer)', 'c', false, 'v', 'r', false, 'authx.rate_limit_result'),
              ('authx.rate_peek(text,integer,interval)', 'c', false, 'v', 'r', false, 'authx.rate_limit_result'),
-             ('authx.rate_check(text,text,integer)', 'plpgsql', true, 'v', 'u', false, 'authx.rate_limit_result'),
-             ('authx.rate_policy_set(text,integer,interval,text,text)', 'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.rate_check(text,text,integer)', 'c', false, 'v', 'r', false, 'authx.rate_limit_result'),
+             ('authx.rate_policy_set(text,integer,interval,text,text,text)', 'plpgsql', true, 'v', 'u', false, 'void'),
              ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
               'plpgsql', true, 'v', 'u', false, 'void'),
              ('authx.rate_override_remove(text,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
              ('authx._ratelimit_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
-             ('authx._rate_policy_unseed()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
              ('authx._rate_policy_merge_seed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
-    'rate-limit functions: rate_limit and rate_peek VOLATILE PARALLEL RESTRICTED C returning rate_limit_result; '
-    'rate_check, rate_policy_set, rate_override_set, rate_override_remove PL/pgSQL SECURITY DEFINER; '
-    '_ratelimit_purge and the trigger functions _rate_policy_unseed and _rate_policy_merge_seed PL/pgSQL, '
-    'not definers; none STRICT'
+    'rate-limit functions: rate_limit, rate_peek and rate_check VOLATILE PARALLEL RESTRICTED C returning '
+    'rate_limit_result, not definers; rate_policy_set, rate_override_set, rate_override_remove PL/pgSQL '
+    'SECURITY DEFINER; _ratelimit_purge and the trigger function _rate_policy_merge_seed PL/pgSQL, not definers; '
+    'none STRICT'
 );
 SELECT results_eq(
     $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid)
@@ -705,19 +758,25 @@ SELECT results_eq(
               'bypass boolean DEFAULT false, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
               'reason text DEFAULT NULL::text'),
              ('authx.rate_peek(text,integer,interval)', 'subject text, max integer, per interval'),
-             ('authx.rate_policy_set(text,integer,interval,text,text)',
+             ('authx.rate_policy_set(text,integer,interval,text,text,text)',
               'name text, max integer, per interval, fail_mode text DEFAULT ''local''::text, '
-              'description text DEFAULT NULL::text')$$,
-    'rate-limit functions: argument names and defaults (cost 1; fail_mode local; override max, per, '
+              'description text DEFAULT NULL::text, store text DEFAULT ''local''::text')$$,
+    'rate-limit functions: argument names and defaults (cost 1; fail_mode and store local; override max, per, '
     'expires_at, reason NULL and bypass false)'
 );
 SELECT is(pg_catalog.pg_get_function_arguments('authx.cache_sync(interval)'::regprocedure),
           'timeout interval DEFAULT ''00:00:30''::interval',
           'cache_sync(timeout interval DEFAULT ''30 seconds'')');
+-- An ip last, so existing calls keep working; with it a blocked address is
+-- answered "blocked" and unknown keys count for the threat rules.
+SELECT is(pg_catalog.pg_get_function_arguments('authx.apikey_verify(text,text,integer,inet)'::regprocedure),
+          'api_key text, scope text DEFAULT NULL::text, cost integer DEFAULT 1, ip inet DEFAULT NULL::inet',
+          'apikey_verify(api_key, scope DEFAULT NULL, cost DEFAULT 1, ip DEFAULT NULL)');
 
 -- IP blocking: ip_blocked is the C hot path (STRICT: NULL in, NULL out);
 -- management and the table readers are definers; _ipblock_purge
--- (maintenance) is not; the trigger function is C.
+-- (maintenance) is not; the trigger function is C; so is _ip_key, the
+-- network (IPv4 /32, IPv6 /64) rate limits and threat rules count by.
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
              p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
@@ -732,10 +791,11 @@ SELECT set_eq(
              ('authx._ip_blocks_changed()', 'c', false, 'v', 'u', false, 'trigger'),
              ('authx._ip_blocks_live(timestamp with time zone)', 'sql', true, 's', 'u', false, 'record'),
              ('authx._ip_blocked_sql(inet,timestamp with time zone)', 'sql', true, 's', 'u', false, 'boolean'),
-             ('authx._ipblock_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
+             ('authx._ipblock_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
+             ('authx._ip_key(inet)', 'c', false, 'i', 's', true, 'cidr')$$,
     'IP-block functions: ip_blocked VOLATILE STRICT PARALLEL RESTRICTED C; ip_block, ip_unblock, ip_allow, '
     'ip_disallow PL/pgSQL and ip_blocks, _ip_blocks_live, _ip_blocked_sql SQL definers; _ip_blocks_changed C '
-    'trigger; _ipblock_purge PL/pgSQL, not a definer'
+    'trigger; _ipblock_purge PL/pgSQL, not a definer; _ip_key IMMUTABLE STRICT PARALLEL SAFE C returning cidr'
 );
 SELECT results_eq(
     $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
@@ -785,6 +845,98 @@ SELECT set_eq(
     'constraints of ip_blocks are exactly the primary key and the source check (manual or auto)'
 );
 
+-- ---------------------------------------------------------------- threat detection
+SELECT columns_are('authx', 'threat_rules', ARRAY[
+    'name', 'event_type', 'distinct_by', 'threshold', 'within', 'block_for', 'enabled', 'description', 'seeded'
+], 'authx.threat_rules columns');
+-- block_for NULL blocks until ip_unblock; distinct_by NULL counts every event.
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid = 'authx.threat_rules'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY a.attnum$$,
+    $$VALUES ('name', 'text', true, NULL::text),
+             ('event_type', 'text', true, NULL),
+             ('distinct_by', 'text', false, NULL),
+             ('threshold', 'integer', true, NULL),
+             ('within', 'interval', true, NULL),
+             ('block_for', 'interval', false, NULL),
+             ('enabled', 'boolean', true, 'true'),
+             ('description', 'text', false, NULL),
+             ('seeded', 'boolean', true, 'false')$$,
+    'threat_rules: column types, NOT NULL and defaults (enabled true, seeded false, no other default)'
+);
+-- threat_rule_set names the primary key in ON CONFLICT.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid = 'authx.threat_rules'::regclass$$,
+    $$VALUES ('authx.threat_rules_pkey', 'CREATE UNIQUE INDEX threat_rules_pkey ON authx.threat_rules USING btree (name)')$$,
+    'the only index of threat_rules is its primary key (name)'
+);
+SELECT set_eq(
+    $$SELECT c.conname::text, pg_catalog.pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid = 'authx.threat_rules'::regclass$$,
+    $$VALUES ('threat_rules_pkey', 'PRIMARY KEY (name)'),
+             ('threat_rules_name_check', 'CHECK ((name ~ ''^[a-z][a-z0-9_.-]{0,62}$''::text))'),
+             ('threat_rules_event_type_check', 'CHECK ((event_type ~ ''^[a-z0-9_.:-]{1,64}$''::text))'),
+             ('threat_rules_distinct_by_check', 'CHECK ((distinct_by ~ ''^[a-z_][a-z0-9_]{0,62}$''::text))'),
+             ('threat_rules_threshold_check', 'CHECK (((threshold >= 1) AND (threshold <= 1000000)))'),
+             ('threat_rules_within_check',
+              'CHECK (((EXTRACT(epoch FROM within) >= (1)::numeric) AND (EXTRACT(epoch FROM within) <= (31622400)::numeric)))'),
+             ('threat_rules_block_for_check',
+              'CHECK (((EXTRACT(epoch FROM block_for) >= (1)::numeric) AND (EXTRACT(epoch FROM block_for) <= (31622400)::numeric)))')$$,
+    'constraints of threat_rules are exactly these (names like policy names, event types of 1-64 of a-z 0-9 _ . : -, '
+    'distinct_by an identifier, threshold 1 .. 1000000, within and block_for 1 s .. 366 days in epoch seconds)'
+);
+-- Rule management and the summary are definers for authx_admin; the
+-- worker's _threat_block and _alert run as the worker (no definer); the
+-- trigger functions, _account_tag (login.failed details) and
+-- _policy_changed (the backends' copies) are internal.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND (p.proname LIKE 'threat\_%' OR p.proname LIKE '\_threat%'
+              OR p.proname IN ('security_summary', '_alert', '_account_tag', '_policy_changed', '_unseed'))$$,
+    $$VALUES ('authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+              'plpgsql', true, 'v', 'u', false, 'void'),
+             ('authx.threat_rule_drop(text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.security_summary(interval)', 'plpgsql', true, 'v', 'u', false, 'jsonb'),
+             ('authx._threat_block(inet,text,inet)', 'plpgsql', false, 'v', 'u', false, 'boolean'),
+             ('authx._alert(timestamp with time zone,text,text,uuid,inet,text,jsonb)',
+              'plpgsql', false, 'v', 'u', false, 'void'),
+             ('authx._account_tag(text)', 'sql', false, 'i', 's', true, 'text'),
+             ('authx._policy_changed()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx._unseed()', 'plpgsql', false, 'v', 'u', false, 'trigger'),
+             ('authx._threat_rule_merge_seed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
+    'threat functions: threat_rule_set, threat_rule_drop and security_summary VOLATILE PL/pgSQL definers (security_summary reads ip_blocked, which counts); '
+    '_threat_block, _alert PL/pgSQL, not definers; _account_tag IMMUTABLE STRICT PARALLEL SAFE SQL; '
+    '_policy_changed C and _unseed, _threat_rule_merge_seed PL/pgSQL triggers, not definers'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND (p.proname LIKE 'threat\_%' OR p.proname IN ('security_summary', '_threat_block', '_alert', '_account_tag'))
+       ORDER BY 1$$,
+    $$VALUES ('authx._account_tag(text)', 'p_email text'),
+             ('authx._alert(timestamp with time zone,text,text,uuid,inet,text,jsonb)',
+              'p_at timestamp with time zone, p_type text, p_severity text, p_user uuid, p_ip inet, '
+              'p_user_agent text, p_details jsonb'),
+             ('authx._threat_block(inet,text,inet)', 'p_net inet, p_rule text, p_ip inet'),
+             ('authx.security_summary(interval)', 'since interval DEFAULT ''24:00:00''::interval'),
+             ('authx.threat_rule_drop(text)', 'name text'),
+             ('authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+              'name text, event_type text, threshold integer, within interval, '
+              'block_for interval DEFAULT ''01:00:00''::interval, distinct_by text DEFAULT NULL::text, '
+              'enabled boolean DEFAULT true, description text DEFAULT NULL::text')$$,
+    'threat functions: argument names and defaults (block_for 1 hour, distinct_by NULL, enabled true, '
+    'description NULL; since 24 hours)'
+);
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -820,22 +972,24 @@ SELECT set_eq(
         'authx.maintenance_run()',
         'authx.password_set(uuid,text)',
         'authx.password_verify(uuid,text)',
-        'authx.rate_check(text,text,integer)',
         'authx.rate_override_remove(text,text)',
         'authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
-        'authx.rate_policy_set(text,integer,interval,text,text)',
+        'authx.rate_policy_set(text,integer,interval,text,text,text)',
         'authx.role_create(text,text,text)',
         'authx.role_drop(text)',
         'authx.role_grant(text,text)',
         'authx.role_list()',
         'authx.role_revoke(text,text)',
         'authx.role_set_parent(text,text)',
+        'authx.security_summary(interval)',
         'authx.session_create(uuid,inet,text,interval)',
         'authx.session_info(text)',
         'authx.session_revoke(text)',
         'authx.session_revoke_all(uuid,text)',
         'authx.session_revoke_id(uuid)',
         'authx.sessions(uuid)',
+        'authx.threat_rule_drop(text)',
+        'authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
         'authx.user_create(text,text,text)',
         'authx.user_delete(uuid)',
         'authx.user_disable(uuid)',
@@ -935,7 +1089,7 @@ SELECT set_eq(
              ('authx.session_revoke_all(uuid,text)', 'authx_app'),
              ('authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
               'authx_app'),
-             ('authx.apikey_verify(text,text,integer)', 'authx_app'),
+             ('authx.apikey_verify(text,text,integer,inet)', 'authx_app'),
              ('authx.apikey_rotate(uuid,interval)', 'authx_app'),
              ('authx.apikey_revoke(uuid)', 'authx_app'),
              ('authx.apikey_list(uuid)', 'authx_app'),
@@ -966,15 +1120,19 @@ SELECT set_eq(
              ('authx.role_list()', 'authx_admin'),
              ('authx.user_grant(uuid,text,timestamp with time zone)', 'authx_admin'),
              ('authx.user_revoke(uuid,text)', 'authx_admin'),
-             ('authx.rate_policy_set(text,integer,interval,text,text)', 'authx_admin'),
+             ('authx.rate_policy_set(text,integer,interval,text,text,text)', 'authx_admin'),
              ('authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)', 'authx_admin'),
              ('authx.rate_override_remove(text,text)', 'authx_admin'),
              ('authx.ip_block(cidr,interval,text)', 'authx_admin'),
              ('authx.ip_unblock(cidr)', 'authx_admin'),
              ('authx.ip_allow(cidr,text)', 'authx_admin'),
              ('authx.ip_disallow(cidr)', 'authx_admin'),
-             ('authx.ip_blocks()', 'authx_admin')$$,
-    'EXECUTE grants are exactly the documented ones'
+             ('authx.ip_blocks()', 'authx_admin'),
+             ('authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)', 'authx_admin'),
+             ('authx.threat_rule_drop(text)', 'authx_admin'),
+             ('authx.security_summary(interval)', 'authx_admin')$$,
+    'EXECUTE grants are exactly the documented ones (none on _threat_block, _alert, _account_tag, _ip_key, '
+    '_policy_changed, _unseed, _threat_rule_merge_seed)'
 );
 
 -- Exactly the documented relation grants (owner excluded; column grants
@@ -993,10 +1151,11 @@ SELECT set_eq(
              ('api_key_usage', 'authx_admin', 'SELECT'),
              ('rate_limit_policies', 'authx_admin', 'SELECT'),
              ('rate_limit_overrides', 'authx_admin', 'SELECT'),
-             ('ip_blocks', 'authx_admin', 'SELECT')$$,
+             ('ip_blocks', 'authx_admin', 'SELECT'),
+             ('threat_rules', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
-    'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks for authx_admin '
-    '(nothing on api_keys)'
+    'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks, '
+    'threat_rules for authx_admin (nothing on api_keys)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

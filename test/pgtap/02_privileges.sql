@@ -22,15 +22,19 @@
 --     manage rate limits (rate_policy_set, rate_override_set,
 --     rate_override_remove), read or write authx.rate_limit_policies or
 --     rate_limit_overrides, nor call _ratelimit_purge or the trigger
---     functions _rate_policy_unseed and _rate_policy_merge_seed — all
---     42501; cannot manage IP blocks (ip_block, ip_unblock, ip_allow,
---     ip_disallow, ip_blocks), read or write authx.ip_blocks, nor call
---     _ip_blocks_live, _ip_blocked_sql, _ipblock_purge or the trigger
---     function _ip_blocks_changed — all 42501; can use its twenty-eight
---     functions (the API key functions, has_permission, user_permissions,
+--     functions _unseed and _rate_policy_merge_seed — all 42501; cannot
+--     manage IP blocks (ip_block, ip_unblock, ip_allow, ip_disallow,
+--     ip_blocks), read or write authx.ip_blocks, nor call _ip_blocks_live,
+--     _ip_blocked_sql, _ipblock_purge or the trigger function
+--     _ip_blocks_changed — all 42501; cannot manage threat rules
+--     (threat_rule_set, threat_rule_drop) nor call security_summary, read
+--     or write authx.threat_rules, nor call _threat_block (would block any
+--     address), _alert (would forge an alert), _account_tag, _ip_key or the
+--     trigger functions _policy_changed and _threat_rule_merge_seed — all
+--     42501; can use its twenty-eight functions (the API key functions,
+--     apikey_verify with an ip included, has_permission, user_permissions,
 --     user_roles, rate_limit, rate_peek, rate_check and ip_blocked
---     included), and
---     user_get never exposes a password hash;
+--     included), and user_get never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
@@ -42,14 +46,17 @@
 --     rate_override_set, rate_override_remove) and reads authx.roles,
 --     role_permissions, user_roles, api_key_usage, rate_limit_policies and
 --     rate_limit_overrides, manages IP blocks (ip_block, ip_unblock,
---     ip_allow, ip_disallow, ip_blocks) and reads authx.ip_blocks, but
---     still cannot call internals
---     (_maintenance_run_at with a fake clock included, the cache trigger
---     functions, _rbac_resolve, _rbac_purge, _apikeys_purge,
---     _ratelimit_purge, the trigger functions _user_deleted_roles,
---     _rate_policy_unseed and _rate_policy_merge_seed, _ip_blocks_live,
---     _ip_blocked_sql, _ipblock_purge, _ip_blocks_changed) nor write to the audit trail, users, sessions,
---     the RBAC, the rate-limit tables or ip_blocks, nor read authx.api_keys (key hashes) or
+--     ip_allow, ip_disallow, ip_blocks) and reads authx.ip_blocks, manages
+--     threat rules (threat_rule_set, threat_rule_drop), reads
+--     authx.threat_rules and calls security_summary, but still cannot call
+--     internals (_maintenance_run_at with a fake clock included, the cache
+--     trigger functions, _rbac_resolve, _rbac_purge, _apikeys_purge,
+--     _ratelimit_purge, the trigger functions _user_deleted_roles, _unseed,
+--     _rate_policy_merge_seed, _threat_rule_merge_seed and _policy_changed,
+--     _ip_blocks_live, _ip_blocked_sql, _ipblock_purge, _ip_blocks_changed,
+--     _threat_block, _alert, _account_tag, _ip_key) nor write to the audit
+--     trail, users, sessions, the RBAC, the rate-limit tables, ip_blocks or
+--     threat_rules, nor read authx.api_keys (key hashes) or
 --     authx.redis_url (it may hold a password); authx.redis_url is in no
 --     row of pg_settings;
 --   * a fresh role with no grants cannot call any authx function: neither
@@ -63,7 +70,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(337);
+SELECT plan(374);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -187,7 +194,7 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('INSERT into authx.rate_limit_overrides',
      $$INSERT INTO authx.rate_limit_overrides (policy, subject, bypass) VALUES ('login', 'pgtap-privs', true)$$),
     ('call _ratelimit_purge', 'SELECT authx._ratelimit_purge(now())'),
-    ('call _rate_policy_unseed', 'SELECT authx._rate_policy_unseed()'),
+    ('call _unseed', 'SELECT authx._unseed()'),
     ('call _rate_policy_merge_seed', 'SELECT authx._rate_policy_merge_seed()'),
     ('call ip_block', $$SELECT authx.ip_block('198.51.100.0/24')$$),
     ('call ip_unblock', $$SELECT authx.ip_unblock('198.51.100.0/24')$$),
@@ -200,7 +207,22 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call _ip_blocks_live', 'SELECT * FROM authx._ip_blocks_live(now())'),
     ('call _ip_blocked_sql', $$SELECT authx._ip_blocked_sql('198.51.100.1', now())$$),
     ('call _ipblock_purge', 'SELECT authx._ipblock_purge(now())'),
-    ('call _ip_blocks_changed', 'SELECT authx._ip_blocks_changed()')) v(what, call);
+    ('call _ip_blocks_changed', 'SELECT authx._ip_blocks_changed()'),
+    ('call threat_rule_set (disable a rule)',
+     $$SELECT authx.threat_rule_set('login_bruteforce', 'login.failed', 20, '5 minutes', enabled => false)$$),
+    ('call threat_rule_drop', $$SELECT authx.threat_rule_drop('login_bruteforce')$$),
+    ('call security_summary', 'SELECT authx.security_summary()'),
+    ('SELECT authx.threat_rules', 'SELECT * FROM authx.threat_rules'),
+    ('UPDATE authx.threat_rules', 'UPDATE authx.threat_rules SET enabled = false'),
+    ('INSERT into authx.threat_rules',
+     $$INSERT INTO authx.threat_rules (name, event_type, threshold, within) VALUES ('pgtap_privs', 'x', 1, '1 hour')$$),
+    ('call _threat_block (block any address)', $$SELECT authx._threat_block('198.51.100.1', 'login_bruteforce', '198.51.100.1')$$),
+    ('call _alert (forge an alert)',
+     $$SELECT authx._alert(now(), 'forged', 'critical', NULL, NULL, NULL, '{}')$$),
+    ('call _account_tag', $$SELECT authx._account_tag('pgtap-privs-1@example.com')$$),
+    ('call _ip_key', $$SELECT authx._ip_key('2001:db8::1')$$),
+    ('call _policy_changed', 'SELECT authx._policy_changed()'),
+    ('call _threat_rule_merge_seed', 'SELECT authx._threat_rule_merge_seed()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -223,6 +245,8 @@ SELECT is((SELECT array_agg(role ORDER BY role) FROM authx.user_roles(:'uid')), 
           'app: user_roles works');
 SELECT key_id AS app_key_id, api_key AS app_key FROM authx.apikey_create(:'uid', 'privs key', '{privs:read}') \gset
 SELECT is((SELECT code FROM authx.apikey_verify(:'app_key', 'privs:read')), 'valid', 'app: apikey_create and apikey_verify work');
+SELECT is((SELECT code FROM authx.apikey_verify(:'app_key', 'privs:read', 1, '192.0.2.10')), 'valid',
+          'app: apikey_verify with an ip works');
 SELECT is((SELECT count(*) FROM authx.apikey_list(:'uid'))::int, 1, 'app: apikey_list works');
 SELECT lives_ok(format('SELECT authx.apikey_update(%L)', :'app_key_id'), 'app: apikey_update may be called');
 SELECT matches(authx.apikey_rotate(:'app_key_id'), '^axk_', 'app: apikey_rotate works');
@@ -337,7 +361,7 @@ SELECT throws_ok('UPDATE authx.rate_limit_policies SET max = 1000000', '42501', 
 SELECT throws_ok('DELETE FROM authx.rate_limit_overrides', '42501', NULL, 'admin: cannot DELETE from authx.rate_limit_overrides');
 SELECT throws_ok($$SELECT authx._ratelimit_purge(now() + interval '10 years')$$, '42501', NULL,
                  'admin: cannot call _ratelimit_purge');
-SELECT throws_ok('SELECT authx._rate_policy_unseed()', '42501', NULL, 'admin: cannot call _rate_policy_unseed');
+SELECT throws_ok('SELECT authx._unseed()', '42501', NULL, 'admin: cannot call _unseed');
 SELECT throws_ok('SELECT authx._rate_policy_merge_seed()', '42501', NULL, 'admin: cannot call _rate_policy_merge_seed');
 -- IP blocks (in this transaction, rolled back at the end).
 SELECT lives_ok($$SELECT authx.ip_block('198.51.100.0/24', '1 hour', 'pgtap-privs')$$, 'admin: ip_block works');
@@ -358,6 +382,31 @@ SELECT throws_ok($$SELECT authx._ip_blocked_sql('198.51.100.77', now())$$, '4250
 SELECT throws_ok($$SELECT authx._ipblock_purge(now() + interval '10 years')$$, '42501', NULL,
                  'admin: cannot call _ipblock_purge');
 SELECT throws_ok('SELECT authx._ip_blocks_changed()', '42501', NULL, 'admin: cannot call _ip_blocks_changed');
+SELECT throws_ok($$SELECT authx._ip_key('2001:db8::1')$$, '42501', NULL, 'admin: cannot call _ip_key');
+-- Threat rules (in this transaction, rolled back at the end; no event of
+-- this type comes, so the rule never fires).
+SELECT lives_ok($$SELECT authx.threat_rule_set('pgtap_privs', 'pgtap.privs_threat', 1000, '1 hour',
+                                               description => 'made by admin')$$,
+                'admin: threat_rule_set works');
+SELECT is((SELECT (event_type, threshold, within, block_for, enabled, seeded)::text FROM authx.threat_rules
+            WHERE name = 'pgtap_privs'),
+          '(pgtap.privs_threat,1000,01:00:00,01:00:00,t,f)', 'admin: can read authx.threat_rules');
+SELECT is(jsonb_typeof(authx.security_summary('1 hour')), 'object', 'admin: security_summary works');
+SELECT is(authx.threat_rule_drop('pgtap_privs'), true, 'admin: threat_rule_drop works');
+SELECT throws_ok($$INSERT INTO authx.threat_rules (name, event_type, threshold, within)
+                   VALUES ('pgtap_privs_direct', 'x', 1, '1 hour')$$,
+                 '42501', NULL, 'admin: cannot INSERT into authx.threat_rules');
+SELECT throws_ok('UPDATE authx.threat_rules SET enabled = false', '42501', NULL,
+                 'admin: cannot UPDATE authx.threat_rules');
+SELECT throws_ok('DELETE FROM authx.threat_rules', '42501', NULL, 'admin: cannot DELETE from authx.threat_rules');
+SELECT throws_ok($$SELECT authx._threat_block('198.51.100.1', 'login_bruteforce', '198.51.100.1')$$, '42501', NULL,
+                 'admin: cannot call _threat_block (a block with no rule behind it)');
+SELECT throws_ok($$SELECT authx._alert(now(), 'forged', 'critical', NULL, NULL, NULL, '{}')$$, '42501', NULL,
+                 'admin: cannot call _alert (forge an alert)');
+SELECT throws_ok($$SELECT authx._account_tag('pgtap-privs-1@example.com')$$, '42501', NULL,
+                 'admin: cannot call _account_tag');
+SELECT throws_ok('SELECT authx._policy_changed()', '42501', NULL, 'admin: cannot call _policy_changed');
+SELECT throws_ok('SELECT authx._threat_rule_merge_seed()', '42501', NULL, 'admin: cannot call _threat_rule_merge_seed');
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -383,10 +432,10 @@ SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
                        'authx_app has no privilege on active_lockouts');
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx_admin has only SELECT on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides', 'ip_blocks']) t;
+                    'rate_limit_overrides', 'ip_blocks', 'threat_rules']) t;
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides', 'ip_blocks']) t;
+                    'rate_limit_overrides', 'ip_blocks', 'threat_rules']) t;
 SELECT table_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[], 'authx_admin has no privilege on api_keys');
 SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
                             'authx_admin has no privilege on any api_keys column');
@@ -431,8 +480,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 98,
-          'a call was built for each of the 98 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 107,
+          'a call was built for each of the 107 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

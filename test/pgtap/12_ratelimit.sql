@@ -475,7 +475,7 @@ SELECT results_eq(
     format($$SELECT event_type, severity::text, user_id, details - 'expires_at', details->'expires_at' = 'null'
               FROM authx.audit_log WHERE id > %s AND details->>'policy' = 'tap12.audit' ORDER BY id$$, :audit_mark),
     format($$VALUES ('rate_limit.policy_set', 'medium', NULL::uuid,
-                     '{"policy": "tap12.audit", "max": 3, "per_ms": 90000, "fail_mode": "closed"}'::jsonb, NULL::boolean),
+                     '{"policy": "tap12.audit", "max": 3, "per_ms": 90000, "store": "local", "fail_mode": "closed"}'::jsonb, NULL::boolean),
                     ('rate_limit.override_set', 'medium', NULL,
                      jsonb_build_object('policy', 'tap12.audit', 'subject', %1$L::text, 'max', 7, 'bypass', false), false),
                     ('rate_limit.override_set', 'medium', NULL,

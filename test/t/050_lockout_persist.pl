@@ -24,6 +24,8 @@ authx.maintenance_naptime = 3600
 max_prepared_transactions = 2
 restart_after_crash = on
 CONF
+# Lockouts, not the login rate policy (096/15_threat test that): no limit.
+$node->safe_psql('postgres', q{SELECT authx.rate_policy_set('login', 1000000, '1 minute')});
 
 my %pw = (alice => 'Alice-Right-Pass-1', bob => 'Bob-Right-Pass-1', carol => 'Carol-Right-Pass-1');
 my %uid;
