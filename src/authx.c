@@ -77,6 +77,7 @@ _PG_init(void)
 		return;
 
 	authx_shmem_init();
+	authx_key_create_default();
 	/* Both start after recovery; neither runs on a standby. */
 	register_worker("authx maintenance worker", "authx_maint_main",
 					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION, 5);

@@ -63,6 +63,12 @@ extern int	authx_rate_limit_store;
 extern int	authx_rate_limit_fail;
 extern char *authx_rate_limit_prefix;
 extern int	authx_alert_min_severity;
+extern char *authx_key_file;
+extern int	authx_totp_digits;
+extern int	authx_totp_period;
+extern int	authx_totp_window;
+extern int	authx_mfa_max_failures;
+extern int	authx_mfa_challenge_ttl;
 
 /* Where rate-limit buckets live, and what a Redis bucket does without Redis. */
 #define AUTHX_STORE_LOCAL	0
@@ -268,6 +274,9 @@ extern void authx_random_bytes(void *buf, Size len);
 extern bool authx_token_wellformed(const char *prefix, const char *tok, Size len);
 extern void authx_sha256(const char *data, Size len, uint8 *out);
 extern bool authx_equal_ct(const void *a, const void *b, Size len);
+extern void authx_key_create_default(void);
+extern bytea *authx_seal(const uint8 *msg, Size len, const uint8 *ad, Size adlen);
+extern bool authx_unseal(const bytea *sealed, const uint8 *ad, Size adlen, uint8 *out, Size outlen);
 
 /* ----------------------------------------------------------------
  * Redis write-through cache (cache.c, redis.c, worker_redis.c)

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * crypto.c
- *		libsodium wrappers: argon2id passwords, random tokens, SHA-256.
+ *		libsodium wrappers: argon2id passwords, random tokens, SHA-256, and
+ *		the master key that seals secrets at rest.
  *
  * The only file that includes <sodium.h>.  Runs in backends.  Argon2id takes
  * authx.password_memlimit of memory per computation, so when authx is
@@ -13,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fmgr.h"
@@ -396,4 +399,169 @@ bool
 authx_equal_ct(const void *a, const void *b, Size len)
 {
 	return sodium_memcmp(a, b, len) == 0;
+}
+
+/* ----------------------------------------------------------------
+ * The master key: secrets kept at rest (TOTP seeds)
+ * ----------------------------------------------------------------
+ *
+ * 32 random bytes, written as 64 hex digits in authx.key_file, or by default
+ * in <data directory>/authx.key, which the postmaster creates (mode 0600) at
+ * its first start when the library is preloaded and the server is not a
+ * standby (a standby must use its primary's key: pg_basebackup copies it).
+ * Backends read it once, on first use.  Secrets are sealed with
+ * XChaCha20-Poly1305 under it, with the owning row's id as associated data,
+ * so a sealed value copied to another row does not open.
+ */
+#define AUTHX_KEY_HEX		(2 * crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+#define AUTHX_SEAL_VERSION	1
+
+static unsigned char master_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+static bool master_loaded = false;
+
+static char *
+key_path(void)
+{
+	if (authx_key_file == NULL || authx_key_file[0] == '\0')
+		return psprintf("%s/authx.key", DataDir);
+	if (is_absolute_path(authx_key_file))
+		return pstrdup(authx_key_file);
+	return psprintf("%s/%s", DataDir, authx_key_file);
+}
+
+/*
+ * authx_key_create_default
+ *		Postmaster, while preloading: create <data directory>/authx.key if
+ *		authx.key_file is unset and the file does not exist, unless this
+ *		server is to start as a standby.  Written to a temporary file and
+ *		linked into place, so a reader never sees half a key.
+ */
+void
+authx_key_create_default(void)
+{
+	char	   *path;
+	char	   *tmp;
+	char	   *signal;
+	unsigned char raw[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+	char		hexkey[AUTHX_KEY_HEX + 2];
+	int			fd;
+	bool		ok;
+
+	if (authx_key_file != NULL && authx_key_file[0] != '\0')
+		return;
+	path = key_path();
+	if (access(path, F_OK) == 0)
+		return;
+	signal = psprintf("%s/standby.signal", DataDir);
+	if (access(signal, F_OK) == 0)
+		return;
+	tmp = psprintf("%s.%d.tmp", path, (int) getpid());
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(hexkey, sizeof(hexkey), raw, sizeof(raw));
+	sodium_memzero(raw, sizeof(raw));
+	hexkey[AUTHX_KEY_HEX] = '\n';
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR);
+	ok = fd >= 0 && write(fd, hexkey, AUTHX_KEY_HEX + 1) == AUTHX_KEY_HEX + 1 && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	sodium_memzero(hexkey, sizeof(hexkey));
+	if (ok && link(tmp, path) != 0 && errno != EEXIST)
+		ok = false;
+	unlink(tmp);
+	if (!ok)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("authx could not create its key file \"%s\": %m", path),
+				 errhint("Secrets at rest (TOTP) cannot be stored until it exists; set authx.key_file or fix the permissions.")));
+	else
+		ereport(LOG, (errmsg("authx created its key file \"%s\"", path),
+					  errhint("Back it up with the data: without it, TOTP secrets cannot be read.")));
+}
+
+static void
+load_master_key(void)
+{
+	char	   *path;
+	char		buf[AUTHX_KEY_HEX + 3];
+	ssize_t		n;
+	size_t		binlen = 0;
+	int			fd;
+
+	if (master_loaded)
+		return;
+	path = key_path();
+	fd = open(path, O_RDONLY, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("authx key file \"%s\" cannot be read: %m", path),
+				 errhint("The primary creates <data directory>/authx.key at its first start with authx preloaded; a standby needs a copy of its primary's, or set authx.key_file.")));
+	/* The whole file: 64 hex digits and at most a line end, nothing else. */
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n == (ssize_t) sizeof(buf))
+		n = -1;
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	if (n != AUTHX_KEY_HEX ||
+		sodium_hex2bin(master_key, sizeof(master_key), buf, n, NULL, &binlen, NULL) != 0 ||
+		binlen != sizeof(master_key))
+	{
+		sodium_memzero(buf, sizeof(buf));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("authx key file \"%s\" does not hold a key", path),
+				 errhint("It must contain 64 hexadecimal digits (32 random bytes) and at most a line end.")));
+	}
+	sodium_memzero(buf, sizeof(buf));
+	master_loaded = true;
+}
+
+/*
+ * authx_seal
+ *		Encrypt msg[0..len) under the master key with ad as associated data:
+ *		a version byte, a random nonce, then the ciphertext and its tag.
+ */
+bytea *
+authx_seal(const uint8 *msg, Size len, const uint8 *ad, Size adlen)
+{
+	Size		total = 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + len +
+		crypto_aead_xchacha20poly1305_ietf_ABYTES;
+	bytea	   *out = palloc(VARHDRSZ + total);
+	unsigned char *p = (unsigned char *) VARDATA(out);
+	unsigned long long clen;
+
+	load_master_key();
+	SET_VARSIZE(out, VARHDRSZ + total);
+	p[0] = AUTHX_SEAL_VERSION;
+	randombytes_buf(p + 1, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(p + 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &clen,
+											   msg, len, ad, adlen, NULL, p + 1, master_key);
+	return out;
+}
+
+/*
+ * authx_unseal
+ *		Decrypt a value of authx_seal into out (outlen bytes, exactly the
+ *		plaintext's length).  False when it does not open: another key,
+ *		another row, or tampered with.
+ */
+bool
+authx_unseal(const bytea *sealed, const uint8 *ad, Size adlen, uint8 *out, Size outlen)
+{
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(sealed);
+	Size		len = VARSIZE_ANY_EXHDR(sealed);
+	unsigned long long mlen;
+
+	load_master_key();
+	if (len != 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + outlen +
+		crypto_aead_xchacha20poly1305_ietf_ABYTES || p[0] != AUTHX_SEAL_VERSION)
+		return false;
+	return crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL,
+													  p + 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+													  len - 1 - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+													  ad, adlen, p + 1, master_key) == 0 &&
+		mlen == outlen;
 }

@@ -25,6 +25,7 @@ int			authx_cache_queue_size = 65536;
 int			authx_cache_ttl = 300;
 char	   *authx_database = NULL;
 int			authx_ip_block_slots = 65536;
+char	   *authx_key_file = NULL;
 int			authx_lockout_account_threshold = 20;
 int			authx_lockout_duration = 900;
 int			authx_lockout_max_duration = 86400;
@@ -32,6 +33,8 @@ int			authx_lockout_slots = 16384;
 int			authx_lockout_threshold = 5;
 int			authx_lockout_window = 900;
 int			authx_maintenance_naptime = 60;
+int			authx_mfa_challenge_ttl = 300;
+int			authx_mfa_max_failures = 10;
 int			authx_max_sessions_per_user = 0;
 int			authx_password_max_concurrent = 0;
 int			authx_password_memlimit = 19456;
@@ -46,6 +49,9 @@ int			authx_redis_timeout_ms = 200;
 char	   *authx_redis_url = NULL;
 int			authx_session_idle_timeout = 86400;
 int			authx_session_ttl = 604800;
+int			authx_totp_digits = 6;
+int			authx_totp_period = 30;
+int			authx_totp_window = 1;
 int			authx_touch_interval = 60;
 
 static const struct config_enum_entry severity_options[] = {
@@ -229,6 +235,17 @@ authx_guc_init(bool preloading)
 								0,
 								NULL, NULL, NULL);
 
+	if (preloading)
+		DefineCustomStringVariable("authx.key_file",
+								   gettext_noop("File holding the key that seals secrets at rest (TOTP seeds)."),
+								   gettext_noop("64 hex digits; relative to the data directory. Empty: authx.key in the "
+												"data directory, created at the first start of a primary."),
+								   &authx_key_file,
+								   "",
+								   PGC_POSTMASTER,
+								   GUC_SUPERUSER_ONLY,
+								   NULL, NULL, NULL);
+
 	DefineCustomIntVariable("authx.lockout_account_threshold",
 							gettext_noop("Failed logins from all addresses that lock an account everywhere."),
 							gettext_noop("Counted within authx.lockout_window; keep it well above "
@@ -319,6 +336,29 @@ authx_guc_init(bool preloading)
 							0,
 							0,
 							100000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.mfa_challenge_ttl",
+							gettext_noop("How long an MFA challenge from authx.login stays usable."),
+							NULL,
+							&authx_mfa_challenge_ttl,
+							300,
+							30,
+							3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.mfa_max_failures",
+							gettext_noop("Failed second factors per user within authx.lockout_window before MFA locks."),
+							gettext_noop("TOTP codes and recovery codes count; counted in shared memory "
+										 "(ROLLBACK gives nothing back)."),
+							&authx_mfa_max_failures,
+							10,
+							1,
+							1000,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
@@ -467,6 +507,39 @@ authx_guc_init(bool preloading)
 							10 * 365 * 86400,
 							PGC_SUSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.totp_digits",
+							gettext_noop("Digits of the TOTP codes of new enrolments."),
+							NULL,
+							&authx_totp_digits,
+							6,
+							6,
+							8,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.totp_period",
+							gettext_noop("Time step of the TOTP codes of new enrolments, in seconds."),
+							NULL,
+							&authx_totp_period,
+							30,
+							15,
+							300,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.totp_window",
+							gettext_noop("Time steps before and after now whose TOTP code is accepted."),
+							gettext_noop("For clock drift; each step is accepted once per user."),
+							&authx_totp_window,
+							1,
+							0,
+							10,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("authx.touch_interval",

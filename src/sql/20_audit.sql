@@ -218,7 +218,8 @@ BEGIN
         'api_keys', authx._apikeys_purge(p_now),
         'roles', authx._rbac_purge(p_now),
         'rate_limits', authx._ratelimit_purge(p_now),
-        'ip_blocks', authx._ipblock_purge(p_now));
+        'ip_blocks', authx._ipblock_purge(p_now),
+        'mfa', authx._mfa_purge(p_now));
 END
 $$;
 COMMENT ON FUNCTION authx._maintenance_run_at(timestamptz) IS
@@ -230,7 +231,7 @@ LANGUAGE sql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT authx._maintenance_run_at(now()) $$;
 COMMENT ON FUNCTION authx.maintenance_run() IS
-'Runs one maintenance pass now, as the worker does every authx.maintenance_naptime: audit partitions made ahead and retired; expired sessions, idle lockout rows, expired role grants, rate-limit overrides and IP blocks, long-dead API keys and old key usage deleted. Returns what each part did.';
+'Runs one maintenance pass now, as the worker does every authx.maintenance_naptime: audit partitions made ahead and retired; expired sessions, idle lockout rows, expired role grants, rate-limit overrides and IP blocks, long-dead API keys, old key usage and ended MFA challenges deleted. Returns what each part did.';
 
 -- Partitions of the audit log as the worker sees them.
 CREATE VIEW authx.audit_partitions AS

@@ -282,6 +282,14 @@ BEGIN
         PERFORM authx._password_rehash(v_user.id, v_user.password_hash, password);
     END IF;
     PERFORM authx._lockout_clear(v_user.id, ip);
+    -- A second factor: a challenge instead of a session (authx.login_mfa).
+    IF v_user.mfa_enabled AND EXISTS (SELECT 1 FROM authx.mfa_totp t
+                                       WHERE t.user_id = v_user.id AND t.confirmed_at IS NOT NULL) THEN
+        r := authx._mfa_challenge_new(v_user.id, ip, user_agent);
+        PERFORM authx.audit('login.mfa_required', 'info', v_user.id, ip, '{}', user_agent);
+        RETURN QUERY SELECT 'mfa_required'::text, v_user.id, r.token, r.expires_at;
+        RETURN;
+    END IF;
     r := authx._session_insert(v_user.id, ip, user_agent, NULL);
     UPDATE authx.users u SET last_login_at = now() WHERE u.id = v_user.id;
     PERFORM authx.audit('login.succeeded', 'info', v_user.id, ip, '{}', user_agent);
@@ -289,7 +297,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authx.login(text, text, inet, text) IS
-'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked), rate_limited (the login policy, per address and per email; expires_at = when to retry; no password is checked). locked and disabled are only revealed to the right password. Never raises on bad input.';
+'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked), rate_limited (the login policy, per address and per email; expires_at = when to retry; no password is checked), mfa_required (TOTP is enabled: session_token holds an axc_ challenge for authx.login_mfa, expires_at its end). locked and disabled are only revealed to the right password. Never raises on bad input.';
 
 CREATE FUNCTION authx.session_info(token text)
 RETURNS TABLE (user_id uuid, session_id uuid, created_at timestamptz, expires_at timestamptz,

@@ -46,7 +46,14 @@ GRANT EXECUTE ON FUNCTION
     authx.rate_limit(text, integer, interval, integer),
     authx.rate_peek(text, integer, interval),
     authx.rate_check(text, text, integer),
-    authx.ip_blocked(inet)
+    authx.ip_blocked(inet),
+    authx.totp_enroll(uuid, text),
+    authx.totp_confirm(uuid, text),
+    authx.totp_verify(uuid, text),
+    authx.totp_disable(uuid),
+    authx.recovery_codes_generate(uuid),
+    authx.recovery_code_use(uuid, text),
+    authx.login_mfa(text, text, inet, text)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,

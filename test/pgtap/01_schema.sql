@@ -24,10 +24,12 @@
 --     (BEFORE INSERT, WHEN NOT new.seeded), rate_limit_policies_changed,
 --     rate_limit_overrides_changed and threat_rules_changed (AFTER INSERT,
 --     UPDATE, DELETE and TRUNCATE, per statement, on _policy_changed),
---     ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)); their
---     functions: _sessions_version, _roles_check_cycle, _user_deleted_roles,
---     _user_status_apikeys, _unseed, _rate_policy_merge_seed and
---     _threat_rule_merge_seed PL/pgSQL, _sessions_cache, _rbac_changed,
+--     ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE),
+--     users_inactive_mfa (BEFORE UPDATE OF deleted_at, status, row, WHEN
+--     the account is being deleted or stops being active)); their functions: _sessions_version,
+--     _roles_check_cycle, _user_deleted_roles, _user_status_apikeys,
+--     _unseed, _rate_policy_merge_seed, _threat_rule_merge_seed and
+--     _user_inactive_mfa PL/pgSQL, _sessions_cache, _rbac_changed,
 --     _api_keys_cache, _policy_changed and _ip_blocks_changed C, none
 --     SECURITY DEFINER; every trigger enabled;
 --   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
@@ -78,7 +80,8 @@
 --     PL/pgSQL triggers;
 --   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
 --     roles, permissions, rate-limit policies and threat rules left out
---     (WHERE NOT seeded), rate-limit overrides kept;
+--     (WHERE NOT seeded), rate-limit overrides, mfa_totp and
+--     mfa_recovery_codes kept, mfa_challenges not registered;
 --   * every function has a COMMENT;
 --   * exactly the expected functions are SECURITY DEFINER, and each pins
 --     search_path to exactly "pg_catalog, pg_temp" (only
@@ -89,14 +92,16 @@
 --     privilege on schema, tables, views or sequence; the per-role EXECUTE
 --     grants are exactly the documented ones (the API key functions,
 --     has_permission, user_permissions, user_roles, rate_limit, rate_peek,
---     rate_check, ip_blocked for authx_app; role and grant management,
---     rate_policy_set, rate_override_*, ip_block and friends,
---     threat_rule_set, threat_rule_drop and security_summary for
---     authx_admin; none on the internals _threat_block, _alert,
---     _account_tag, _ip_key, _policy_changed, _unseed,
---     _threat_rule_merge_seed); table grants are SELECT for authx_admin only
---     (the rate-limit tables, ip_blocks and threat_rules included), never
---     on api_keys;
+--     rate_check, ip_blocked, totp_enroll, totp_confirm, totp_verify,
+--     totp_disable, recovery_codes_generate, recovery_code_use, login_mfa
+--     for authx_app; role and grant management, rate_policy_set,
+--     rate_override_*, ip_block and friends, threat_rule_set,
+--     threat_rule_drop and security_summary for authx_admin; none on the
+--     internals _threat_block, _alert, _account_tag, _ip_key,
+--     _policy_changed, _unseed, _threat_rule_merge_seed nor the MFA ones);
+--     table grants are SELECT for authx_admin only (the rate-limit tables,
+--     ip_blocks and threat_rules included), never on api_keys or the three
+--     MFA tables;
 --   * IP blocking: the table ip_blocks (columns, defaults, primary key
 --     (net, allow) as its only index, source check, dumped whole), its
 --     triggers ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)
@@ -108,9 +113,25 @@
 --     authx_admin, who also reads ip_blocks; _ip_blocks_live and
 --     _ip_blocked_sql SQL definers, _ipblock_purge PL/pgSQL, granted to
 --     no one; argument names and defaults of the public functions;
+--   * MFA: the tables mfa_totp (one sealed seed per user, 6-8 digits, a
+--     period of 1-300 s, last_step bigint DEFAULT -1), mfa_recovery_codes
+--     (hashes, primary key (user_id, code_hash)) and mfa_challenges (token
+--     hash as primary key, mfa_challenges_expires_idx), columns, types,
+--     NOT NULL, defaults, exactly their indexes and constraints (FKs to
+--     users ON DELETE CASCADE); totp_enroll, totp_confirm, totp_verify,
+--     totp_disable, recovery_codes_generate, recovery_code_use and
+--     login_mfa VOLATILE PL/pgSQL definers; _totp_seed_new and _totp_match
+--     VOLATILE STRICT C, _totp_code IMMUTABLE STRICT PARALLEL SAFE C; _uri_encode and
+--     _recovery_hash IMMUTABLE STRICT PARALLEL SAFE SQL; _mfa_gate,
+--     _mfa_failed, _totp_check, _recovery_check, _mfa_challenge_new,
+--     _mfa_purge and _user_inactive_mfa PL/pgSQL, not definers; argument
+--     names, defaults and results of all nineteen; the settings
+--     authx.key_file (postmaster), totp_digits, totp_period, totp_window,
+--     mfa_max_failures, mfa_challenge_ttl (SUSET) with boot values, units
+--     and bounds;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(81);
+SELECT plan(90);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -143,6 +164,10 @@ SELECT set_eq(
         'function authx._lockout_fail(uuid,inet)',
         'function authx._lockout_state(uuid,inet)',
         'function authx._maintenance_run_at(timestamp with time zone)',
+        'function authx._mfa_challenge_new(uuid,inet,text)',
+        'function authx._mfa_failed(uuid,text)',
+        'function authx._mfa_gate(uuid)',
+        'function authx._mfa_purge(timestamp with time zone)',
         'function authx._partitions_maintain(regclass,integer,integer,timestamp with time zone)',
         'function authx._password_check(text,text)',
         'function authx._password_hash(text,boolean,text)',
@@ -155,6 +180,8 @@ SELECT set_eq(
         'function authx._rate_policy_merge_seed()',
         'function authx._ratelimit_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
+        'function authx._recovery_check(uuid,text)',
+        'function authx._recovery_hash(uuid,text)',
         'function authx._require(anyelement,text)',
         'function authx._role_require(text)',
         'function authx._roles_check_cycle()',
@@ -168,7 +195,13 @@ SELECT set_eq(
         'function authx._threat_block(inet,text,inet)',
         'function authx._threat_rule_merge_seed()',
         'function authx._token_new(text)',
+        'function authx._totp_check(uuid,text)',
+        'function authx._totp_code(bytea,timestamp with time zone,integer,integer)',
+        'function authx._totp_match(uuid,bytea,text,bigint,integer,integer,integer,timestamp with time zone)',
+        'function authx._totp_seed_new(uuid)',
         'function authx._unseed()',
+        'function authx._uri_encode(text)',
+        'function authx._user_inactive_mfa()',
         'function authx._user_deleted_roles()',
         'function authx._user_lock(uuid)',
         'function authx._user_set_status(uuid,text,text)',
@@ -193,6 +226,7 @@ SELECT set_eq(
         'function authx.ip_disallow(cidr)',
         'function authx.ip_unblock(cidr)',
         'function authx.login(text,text,inet,text)',
+        'function authx.login_mfa(text,text,inet,text)',
         'function authx.maintenance_run()',
         'function authx.password_set(uuid,text)',
         'function authx.password_verify(uuid,text)',
@@ -202,6 +236,8 @@ SELECT set_eq(
         'function authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
         'function authx.rate_peek(text,integer,interval)',
         'function authx.rate_policy_set(text,integer,interval,text,text,text)',
+        'function authx.recovery_code_use(uuid,text)',
+        'function authx.recovery_codes_generate(uuid)',
         'function authx.role_create(text,text,text)',
         'function authx.role_drop(text)',
         'function authx.role_grant(text,text)',
@@ -218,6 +254,10 @@ SELECT set_eq(
         'function authx.sessions(uuid)',
         'function authx.threat_rule_drop(text)',
         'function authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+        'function authx.totp_confirm(uuid,text)',
+        'function authx.totp_disable(uuid)',
+        'function authx.totp_enroll(uuid,text)',
+        'function authx.totp_verify(uuid,text)',
         'function authx.user_create(text,text,text)',
         'function authx.user_delete(uuid)',
         'function authx.user_disable(uuid)',
@@ -236,6 +276,9 @@ SELECT set_eq(
         'table authx.audit_log_default',
         'table authx.ip_blocks',
         'table authx.lockouts',
+        'table authx.mfa_challenges',
+        'table authx.mfa_recovery_codes',
+        'table authx.mfa_totp',
         'table authx.rate_limit_overrides',
         'table authx.rate_limit_policies',
         'table authx.role_permissions',
@@ -270,31 +313,37 @@ SELECT functions_are('authx', ARRAY[
     '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_email_normalize', '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
     '_ipblock_purge', '_lockout_clear', '_lockout_fail', '_lockout_state',
-    '_maintenance_run_at', '_partitions_maintain', '_password_check', '_password_hash',
+    '_maintenance_run_at', '_mfa_challenge_new', '_mfa_failed', '_mfa_gate', '_mfa_purge',
+    '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_permission_valid', '_permissions_normalize', '_policy_changed', '_rate_policy_merge_seed',
     '_ratelimit_purge',
-    '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_require', '_role_require', '_roles_check_cycle',
+    '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_recovery_check', '_recovery_hash', '_require',
+    '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
-    '_setting_interval', '_stats', '_threat_block', '_threat_rule_merge_seed', '_token_new', '_unseed',
-    '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys', '_user_status_revoke',
+    '_setting_interval', '_stats', '_threat_block', '_threat_rule_merge_seed', '_token_new',
+    '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode',
+    '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
+    '_user_status_revoke',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify',
     'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission',
-    'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'login', 'maintenance_run',
-    'password_set', 'password_verify',
+    'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'login', 'login_mfa',
+    'maintenance_run', 'password_set', 'password_verify',
     'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
+    'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions', 'threat_rule_drop', 'threat_rule_set',
+    'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
     'user_permissions', 'user_revoke', 'user_roles', 'user_unlock'
 ], 'schema authx has exactly the extension functions');
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 107,
-          'schema authx has exactly 107 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 126,
+          'schema authx has exactly 126 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -314,17 +363,18 @@ SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'sev
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the fourteen members.
+-- are not members; every other table must be one of the seventeen members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
          AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
                                'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
-                               'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules')
+                               'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules',
+                               'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
-    'ip_blocks, threat_rules and daily partitions'
+    'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -580,10 +630,11 @@ SELECT set_eq(
              ('authx.sessions', ''), ('authx.lockouts', ''), ('authx.roles', 'WHERE NOT seeded'),
              ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
              ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
-             ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded')$$,
+             ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded'),
+             ('authx.mfa_totp', ''), ('authx.mfa_recovery_codes', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
-    'api_key_usage, rate_limit_overrides, ip_blocks, and roles, role_permissions, rate_limit_policies and '
-    'threat_rules but the seeded rows (pg_extension_config_dump)'
+    'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, and roles, role_permissions, '
+    'rate_limit_policies and threat_rules but the seeded rows (pg_extension_config_dump); not mfa_challenges'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -667,14 +718,19 @@ SELECT set_eq(
               'FOR EACH ROW EXECUTE FUNCTION authx._ip_blocks_changed()'),
              ('authx.ip_blocks', 'ip_blocks_truncated',
               'CREATE TRIGGER ip_blocks_truncated AFTER TRUNCATE ON authx.ip_blocks '
-              'FOR EACH STATEMENT EXECUTE FUNCTION authx._ip_blocks_changed()')$$,
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._ip_blocks_changed()'),
+             ('authx.users', 'users_inactive_mfa',
+              'CREATE TRIGGER users_inactive_mfa BEFORE UPDATE OF deleted_at, status ON authx.users FOR EACH ROW '
+              'WHEN ((((old.deleted_at IS NULL) AND (new.deleted_at IS NOT NULL)) OR ((old.status = ''active''::text) AND (new.status <> ''active''::text)))) '
+              'EXECUTE FUNCTION authx._user_inactive_mfa()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
     'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '
     'rate_limit_policies_merge_seed, rate_limit_policies_changed, rate_limit_overrides_changed (statement: '
     'INSERT, UPDATE, DELETE, TRUNCATE), threat_rules_unseed, threat_rules_merge_seed, threat_rules_changed '
-    '(statement), ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE)'
+    '(statement), ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE), users_inactive_mfa (BEFORE UPDATE OF '
+    'deleted_at, status, row, when an account is deleted or stops being active)'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -937,6 +993,172 @@ SELECT results_eq(
     'description NULL; since 24 hours)'
 );
 
+-- ---------------------------------------------------------------- MFA
+SELECT columns_are('authx', 'mfa_totp', ARRAY[
+    'user_id', 'seed_sealed', 'digits', 'period', 'confirmed_at', 'last_step', 'created_at'
+], 'authx.mfa_totp columns (the seed only sealed)');
+SELECT columns_are('authx', 'mfa_recovery_codes', ARRAY['user_id', 'code_hash', 'used_at', 'created_at'],
+                   'authx.mfa_recovery_codes columns (only hashes)');
+SELECT columns_are('authx', 'mfa_challenges', ARRAY[
+    'token_hash', 'user_id', 'ip', 'user_agent', 'created_at', 'expires_at', 'used_at'
+], 'authx.mfa_challenges columns (no token column: only its hash)');
+-- confirmed_at NULL is a pending enrolment; last_step -1 accepts any step.
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default", a.attname::text COLLATE "default",
+             pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
+                            'authx.mfa_challenges'::regclass)
+         AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY c.relname DESC, a.attnum$$,
+    $$VALUES ('mfa_totp', 'user_id', 'uuid', true, NULL::text),
+             ('mfa_totp', 'seed_sealed', 'bytea', true, NULL),
+             ('mfa_totp', 'digits', 'integer', true, NULL),
+             ('mfa_totp', 'period', 'integer', true, NULL),
+             ('mfa_totp', 'confirmed_at', 'timestamp with time zone', false, NULL),
+             ('mfa_totp', 'last_step', 'bigint', true, '''-1''::integer'),
+             ('mfa_totp', 'created_at', 'timestamp with time zone', true, 'now()'),
+             ('mfa_recovery_codes', 'user_id', 'uuid', true, NULL),
+             ('mfa_recovery_codes', 'code_hash', 'bytea', true, NULL),
+             ('mfa_recovery_codes', 'used_at', 'timestamp with time zone', false, NULL),
+             ('mfa_recovery_codes', 'created_at', 'timestamp with time zone', true, 'now()'),
+             ('mfa_challenges', 'token_hash', 'bytea', true, NULL),
+             ('mfa_challenges', 'user_id', 'uuid', true, NULL),
+             ('mfa_challenges', 'ip', 'inet', false, NULL),
+             ('mfa_challenges', 'user_agent', 'text', false, NULL),
+             ('mfa_challenges', 'created_at', 'timestamp with time zone', true, 'now()'),
+             ('mfa_challenges', 'expires_at', 'timestamp with time zone', true, NULL),
+             ('mfa_challenges', 'used_at', 'timestamp with time zone', false, NULL)$$,
+    'mfa_totp, mfa_recovery_codes and mfa_challenges: column types, NOT NULL and defaults'
+);
+-- totp_enroll names mfa_totp_pkey in ON CONFLICT; the purge scans
+-- mfa_challenges by expires_at.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
+                            'authx.mfa_challenges'::regclass)$$,
+    $$VALUES ('authx.mfa_totp_pkey', 'CREATE UNIQUE INDEX mfa_totp_pkey ON authx.mfa_totp USING btree (user_id)'),
+             ('authx.mfa_recovery_codes_pkey',
+              'CREATE UNIQUE INDEX mfa_recovery_codes_pkey ON authx.mfa_recovery_codes USING btree (user_id, code_hash)'),
+             ('authx.mfa_challenges_pkey',
+              'CREATE UNIQUE INDEX mfa_challenges_pkey ON authx.mfa_challenges USING btree (token_hash)'),
+             ('authx.mfa_challenges_expires_idx',
+              'CREATE INDEX mfa_challenges_expires_idx ON authx.mfa_challenges USING btree (expires_at)')$$,
+    'indexes of mfa_totp, mfa_recovery_codes, mfa_challenges are exactly their primary keys and '
+    'mfa_challenges_expires_idx'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
+                            'authx.mfa_challenges'::regclass)$$,
+    $$VALUES ('authx.mfa_totp', 'mfa_totp_pkey', 'PRIMARY KEY (user_id)'),
+             ('authx.mfa_totp', 'mfa_totp_user_id_fkey',
+              'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('authx.mfa_totp', 'mfa_totp_digits_check', 'CHECK (((digits >= 6) AND (digits <= 8)))'),
+             ('authx.mfa_totp', 'mfa_totp_period_check', 'CHECK (((period >= 1) AND (period <= 300)))'),
+             ('authx.mfa_recovery_codes', 'mfa_recovery_codes_pkey', 'PRIMARY KEY (user_id, code_hash)'),
+             ('authx.mfa_recovery_codes', 'mfa_recovery_codes_user_id_fkey',
+              'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('authx.mfa_challenges', 'mfa_challenges_pkey', 'PRIMARY KEY (token_hash)'),
+             ('authx.mfa_challenges', 'mfa_challenges_user_id_fkey',
+              'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE')$$,
+    'constraints of mfa_totp, mfa_recovery_codes, mfa_challenges are exactly these (one authenticator per user, '
+    '6-8 digits, a period of 1-300 s; all three go with their user on delete)'
+);
+-- The API is PL/pgSQL definers for authx_app; the TOTP primitives are C
+-- (no definer: they run inside the definers), _totp_code IMMUTABLE for the
+-- RFC vectors; the checks, gate, challenge, purge and trigger are PL/pgSQL
+-- and _uri_encode, _recovery_hash IMMUTABLE STRICT PARALLEL SAFE SQL, none
+-- a definer.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname ~ '(totp|mfa|recovery|^_uri_)'$$,
+    $$VALUES ('authx.totp_enroll(uuid,text)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx.totp_confirm(uuid,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.totp_verify(uuid,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.totp_disable(uuid)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.recovery_codes_generate(uuid)', 'plpgsql', true, 'v', 'u', false, 'text[]'),
+             ('authx.recovery_code_use(uuid,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
+             ('authx.login_mfa(text,text,inet,text)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx._totp_seed_new(uuid)', 'c', false, 'v', 'u', true, 'record'),
+             ('authx._totp_match(uuid,bytea,text,bigint,integer,integer,integer,timestamp with time zone)',
+              'c', false, 'v', 'u', true, 'bigint'),
+             ('authx._totp_code(bytea,timestamp with time zone,integer,integer)', 'c', false, 'i', 's', true, 'text'),
+             ('authx._uri_encode(text)', 'sql', false, 'i', 's', true, 'text'),
+             ('authx._recovery_hash(uuid,text)', 'sql', false, 'i', 's', true, 'bytea'),
+             ('authx._mfa_gate(uuid)', 'plpgsql', false, 'v', 'u', false, 'text'),
+             ('authx._mfa_failed(uuid,text)', 'plpgsql', false, 'v', 'u', false, 'void'),
+             ('authx._totp_check(uuid,text)', 'plpgsql', false, 'v', 'u', false, 'text'),
+             ('authx._recovery_check(uuid,text)', 'plpgsql', false, 'v', 'u', false, 'text'),
+             ('authx._mfa_challenge_new(uuid,inet,text)', 'plpgsql', false, 'v', 'u', false, 'record'),
+             ('authx._mfa_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
+             ('authx._user_inactive_mfa()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
+    'MFA functions: totp_enroll, totp_confirm, totp_verify, totp_disable, recovery_codes_generate, '
+    'recovery_code_use, login_mfa VOLATILE PL/pgSQL definers; _totp_seed_new, _totp_match VOLATILE STRICT C, '
+    '_totp_code IMMUTABLE STRICT PARALLEL SAFE C; _uri_encode, _recovery_hash IMMUTABLE STRICT PARALLEL SAFE SQL; _mfa_gate, '
+    '_mfa_failed, _totp_check, _recovery_check, _mfa_challenge_new, _mfa_purge and the trigger function '
+    '_user_inactive_mfa PL/pgSQL; no internal is a definer'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname ~ '(totp|mfa|recovery|^_uri_)' ORDER BY 1$$,
+    $$VALUES ('authx._mfa_challenge_new(uuid,inet,text)',
+              'p_user_id uuid, p_ip inet, p_user_agent text, OUT token text, OUT expires_at timestamp with time zone',
+              'record'),
+             ('authx._mfa_failed(uuid,text)', 'p_user_id uuid, p_factor text', 'void'),
+             ('authx._mfa_gate(uuid)', 'p_user_id uuid', 'text'),
+             ('authx._mfa_purge(timestamp with time zone)', 'p_now timestamp with time zone', 'jsonb'),
+             ('authx._recovery_check(uuid,text)', 'p_user_id uuid, p_code text', 'text'),
+             ('authx._recovery_hash(uuid,text)', 'p_user_id uuid, p_code text', 'bytea'),
+             ('authx._totp_check(uuid,text)', 'p_user_id uuid, p_code text', 'text'),
+             ('authx._totp_code(bytea,timestamp with time zone,integer,integer)',
+              'p_seed bytea, p_at timestamp with time zone, p_digits integer DEFAULT 6, p_period integer DEFAULT 30',
+              'text'),
+             ('authx._totp_match(uuid,bytea,text,bigint,integer,integer,integer,timestamp with time zone)',
+              'p_user_id uuid, p_sealed bytea, p_code text, p_after_step bigint, p_digits integer, p_period integer, '
+              'p_window integer, p_at timestamp with time zone', 'bigint'),
+             ('authx._totp_seed_new(uuid)', 'p_user_id uuid, OUT secret text, OUT sealed bytea', 'record'),
+             ('authx._uri_encode(text)', 'p text', 'text'),
+             ('authx._user_inactive_mfa()', '', 'trigger'),
+             ('authx.login_mfa(text,text,inet,text)',
+              'challenge text, code text, ip inet DEFAULT NULL::inet, user_agent text DEFAULT NULL::text',
+              'TABLE(status text, user_id uuid, session_token text, expires_at timestamp with time zone)'),
+             ('authx.recovery_code_use(uuid,text)', 'user_id uuid, code text', 'boolean'),
+             ('authx.recovery_codes_generate(uuid)', 'user_id uuid', 'text[]'),
+             ('authx.totp_confirm(uuid,text)', 'user_id uuid, code text', 'boolean'),
+             ('authx.totp_disable(uuid)', 'user_id uuid', 'boolean'),
+             ('authx.totp_enroll(uuid,text)', 'user_id uuid, issuer text DEFAULT ''authx''::text',
+              'TABLE(secret text, otpauth_uri text)'),
+             ('authx.totp_verify(uuid,text)', 'user_id uuid, code text', 'boolean')$$,
+    'MFA functions: argument names, defaults (issuer ''authx''; ip and user_agent NULL; digits 6 and period 30 '
+    'for _totp_code) and results'
+);
+-- The settings: the key file is read at start only and hidden from
+-- non-superusers; the TOTP shape, window, failure budget and challenge
+-- lifetime are for superusers.
+SELECT set_eq(
+    $$SELECT name::text, vartype::text, boot_val::text, coalesce(unit, '')::text AS unit, context::text,
+             coalesce(min_val, '')::text AS min_val, coalesce(max_val, '')::text AS max_val
+        FROM pg_catalog.pg_settings WHERE name ~ '^authx\.(key_file|totp_|mfa_)'$$,
+    $$VALUES ('authx.key_file', 'string', '', '', 'postmaster', '', ''),
+             ('authx.totp_digits', 'integer', '6', '', 'superuser', '6', '8'),
+             ('authx.totp_period', 'integer', '30', '', 'superuser', '15', '300'),
+             ('authx.totp_window', 'integer', '1', '', 'superuser', '0', '10'),
+             ('authx.mfa_max_failures', 'integer', '10', '', 'superuser', '1', '1000'),
+             ('authx.mfa_challenge_ttl', 'integer', '300', 's', 'superuser', '30', '3600')$$,
+    'MFA settings: key_file (postmaster, empty: authx.key in the data directory), totp_digits 6 (6-8), '
+    'totp_period 30 (15-300), totp_window 1 (0-10), mfa_max_failures 10 (1-1000), mfa_challenge_ttl 300 s '
+    '(30-3600), all but key_file SUSET'
+);
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -969,12 +1191,15 @@ SELECT set_eq(
         'authx.ip_disallow(cidr)',
         'authx.ip_unblock(cidr)',
         'authx.login(text,text,inet,text)',
+        'authx.login_mfa(text,text,inet,text)',
         'authx.maintenance_run()',
         'authx.password_set(uuid,text)',
         'authx.password_verify(uuid,text)',
         'authx.rate_override_remove(text,text)',
         'authx.rate_override_set(text,text,integer,interval,boolean,timestamp with time zone,text)',
         'authx.rate_policy_set(text,integer,interval,text,text,text)',
+        'authx.recovery_code_use(uuid,text)',
+        'authx.recovery_codes_generate(uuid)',
         'authx.role_create(text,text,text)',
         'authx.role_drop(text)',
         'authx.role_grant(text,text)',
@@ -990,6 +1215,10 @@ SELECT set_eq(
         'authx.sessions(uuid)',
         'authx.threat_rule_drop(text)',
         'authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+        'authx.totp_confirm(uuid,text)',
+        'authx.totp_disable(uuid)',
+        'authx.totp_enroll(uuid,text)',
+        'authx.totp_verify(uuid,text)',
         'authx.user_create(text,text,text)',
         'authx.user_delete(uuid)',
         'authx.user_disable(uuid)',
@@ -1103,6 +1332,13 @@ SELECT set_eq(
              ('authx.rate_peek(text,integer,interval)', 'authx_app'),
              ('authx.rate_check(text,text,integer)', 'authx_app'),
              ('authx.ip_blocked(inet)', 'authx_app'),
+             ('authx.totp_enroll(uuid,text)', 'authx_app'),
+             ('authx.totp_confirm(uuid,text)', 'authx_app'),
+             ('authx.totp_verify(uuid,text)', 'authx_app'),
+             ('authx.totp_disable(uuid)', 'authx_app'),
+             ('authx.recovery_codes_generate(uuid)', 'authx_app'),
+             ('authx.recovery_code_use(uuid,text)', 'authx_app'),
+             ('authx.login_mfa(text,text,inet,text)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -1132,7 +1368,8 @@ SELECT set_eq(
              ('authx.threat_rule_drop(text)', 'authx_admin'),
              ('authx.security_summary(interval)', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones (none on _threat_block, _alert, _account_tag, _ip_key, '
-    '_policy_changed, _unseed, _threat_rule_merge_seed)'
+    '_policy_changed, _unseed, _threat_rule_merge_seed, nor on the MFA internals _totp_*, _mfa_*, _recovery_*, '
+    '_uri_encode, _user_inactive_mfa)'
 );
 
 -- Exactly the documented relation grants (owner excluded; column grants
@@ -1155,7 +1392,7 @@ SELECT set_eq(
              ('threat_rules', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
     'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks, '
-    'threat_rules for authx_admin (nothing on api_keys)'
+    'threat_rules for authx_admin (nothing on api_keys, mfa_totp, mfa_recovery_codes, mfa_challenges)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

@@ -31,10 +31,21 @@
 --     or write authx.threat_rules, nor call _threat_block (would block any
 --     address), _alert (would forge an alert), _account_tag, _ip_key or the
 --     trigger functions _policy_changed and _threat_rule_merge_seed — all
---     42501; can use its twenty-eight functions (the API key functions,
+--     42501; cannot read or write authx.mfa_totp, mfa_recovery_codes or
+--     mfa_challenges, call the MFA internals (_totp_seed_new, _totp_match,
+--     _totp_code, _uri_encode, _recovery_hash, _mfa_gate, _mfa_failed,
+--     _totp_check, _recovery_check, _mfa_challenge_new, _mfa_purge, the
+--     trigger function _user_inactive_mfa), read authx.key_file (SHOW,
+--     current_setting) or change the SUSET settings totp_digits,
+--     totp_period, totp_window, mfa_max_failures, mfa_challenge_ttl — all
+--     42501; can use its thirty-five functions (the API key functions,
 --     apikey_verify with an ip included, has_permission, user_permissions,
---     user_roles, rate_limit, rate_peek, rate_check and ip_blocked
---     included), and user_get never exposes a password hash;
+--     user_roles, rate_limit, rate_peek, rate_check, ip_blocked and the MFA
+--     API included: totp_enroll with its otpauth URI, totp_confirm and
+--     totp_verify with codes computed from the secret, recovery_codes_generate,
+--     recovery_code_use, login answering mfa_required, login_mfa with a
+--     recovery code, totp_disable), and user_get never exposes a password
+--     hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
@@ -54,14 +65,20 @@
 --     _ratelimit_purge, the trigger functions _user_deleted_roles, _unseed,
 --     _rate_policy_merge_seed, _threat_rule_merge_seed and _policy_changed,
 --     _ip_blocks_live, _ip_blocked_sql, _ipblock_purge, _ip_blocks_changed,
---     _threat_block, _alert, _account_tag, _ip_key) nor write to the audit
---     trail, users, sessions, the RBAC, the rate-limit tables, ip_blocks or
---     threat_rules, nor read authx.api_keys (key hashes) or
---     authx.redis_url (it may hold a password); authx.redis_url is in no
---     row of pg_settings;
+--     _threat_block, _alert, _account_tag, _ip_key, and every MFA internal)
+--     nor write to the audit trail, users, sessions, the RBAC, the
+--     rate-limit tables, ip_blocks or threat_rules, nor read authx.api_keys
+--     (key hashes), the three MFA tables (sealed seeds, code and challenge
+--     hashes), authx.redis_url (it may hold a password) or authx.key_file,
+--     nor change the MFA settings; authx.redis_url and authx.key_file are in
+--     no row of pg_settings it sees; it inherits the MFA API;
+--   * neither role has a table or column privilege on mfa_totp,
+--     mfa_recovery_codes or mfa_challenges;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
---     non-NULL arguments, so a STRICT function cannot short-circuit).
+--     non-NULL arguments, so a STRICT function cannot short-circuit; a
+--     function with an argument type the sweep does not know gets no call,
+--     and the count of calls fails).
 -- The worker must not be left needing to create today's partitions while
 -- this transaction holds locks on audit_log (ATTACH PARTITION needs ACCESS
 -- EXCLUSIVE on the default partition, and a blocked maintenance pass also
@@ -70,13 +87,23 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(374);
+SELECT plan(459);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
 SET authx.password_opslimit = 1;
 
 SELECT authx.user_create('pgtap-privs-1@example.com', 'privs password 1') AS uid \gset
+-- A user for the MFA functions (its login answers mfa_required once TOTP is on).
+SELECT authx.user_create('pgtap-privs-mfa@example.com', 'privs mfa password') AS mfa_uid \gset
+-- RFC 4648 base32 (no padding) to bytes: the app is shown the TOTP secret,
+-- the superuser computes codes from it with authx._totp_code.
+CREATE FUNCTION pg_temp.base32_decode(p text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT decode(string_agg(lpad(to_hex(substr(b.bits, 8 * i + 1, 8)::bit(8)::int), 2, '0'), '' ORDER BY i), 'hex')
+      FROM (SELECT string_agg((strpos('ABCDEFGHIJKLMNOPQRSTUVWXYZ234567', c) - 1)::bit(5)::text, '' ORDER BY o) AS bits
+              FROM regexp_split_to_table(p, '') WITH ORDINALITY AS t(c, o)) b,
+           generate_series(0, length(b.bits) / 8 - 1) AS i
+$$;
 -- A role and a grant for the application to ask about.
 SELECT authx.role_create('pgtap_privs_role', 'guest') AS r1, authx.role_grant('pgtap_privs_role', 'privs:read') AS r2,
        authx.user_grant(:'uid', 'pgtap_privs_role') AS r3 \gset
@@ -148,6 +175,13 @@ SELECT throws_ok($$SELECT current_setting('authx.redis_url')$$, '42501', NULL,
                  'app: cannot read authx.redis_url with current_setting');
 SELECT throws_ok($$SET authx.redis_url = ''$$, '55P02', NULL,
                  'app: cannot turn the cache off for its session (authx.redis_url is sighup: 55P02)');
+-- MFA settings: the key file is superuser-only, the rest SUSET.
+SELECT throws_ok('SHOW authx.key_file', '42501', NULL, 'app: cannot SHOW authx.key_file');
+SELECT throws_ok($$SELECT current_setting('authx.key_file')$$, '42501', NULL,
+                 'app: cannot read authx.key_file with current_setting');
+SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || call)
+  FROM (VALUES ('SET authx.totp_window = 10'), ('SET authx.totp_digits = 8'), ('SET authx.totp_period = 300'),
+               ('SET authx.mfa_max_failures = 1000'), ('SET authx.mfa_challenge_ttl = 3600')) v(call);
 -- Roles and permissions, API keys.
 SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
   FROM (VALUES
@@ -222,7 +256,29 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call _account_tag', $$SELECT authx._account_tag('pgtap-privs-1@example.com')$$),
     ('call _ip_key', $$SELECT authx._ip_key('2001:db8::1')$$),
     ('call _policy_changed', 'SELECT authx._policy_changed()'),
-    ('call _threat_rule_merge_seed', 'SELECT authx._threat_rule_merge_seed()')) v(what, call);
+    ('call _threat_rule_merge_seed', 'SELECT authx._threat_rule_merge_seed()'),
+    ('SELECT authx.mfa_totp', 'SELECT * FROM authx.mfa_totp'),
+    ('SELECT authx.mfa_recovery_codes', 'SELECT * FROM authx.mfa_recovery_codes'),
+    ('SELECT authx.mfa_challenges', 'SELECT * FROM authx.mfa_challenges'),
+    ('UPDATE authx.mfa_totp (enable TOTP without a code)', 'UPDATE authx.mfa_totp SET confirmed_at = now()'),
+    ('DELETE from authx.mfa_totp (drop a second factor)', 'DELETE FROM authx.mfa_totp'),
+    ('INSERT into authx.mfa_recovery_codes',
+     format($$INSERT INTO authx.mfa_recovery_codes (user_id, code_hash) VALUES (%L, '\x00')$$, :'mfa_uid')),
+    ('UPDATE authx.mfa_challenges (reuse a challenge)', 'UPDATE authx.mfa_challenges SET used_at = NULL'),
+    ('call _totp_seed_new', format('SELECT * FROM authx._totp_seed_new(%L)', :'mfa_uid')),
+    ('call _totp_match',
+     format($$SELECT authx._totp_match(%L, '\x00', '123456', -1, 6, 30, 1, now())$$, :'mfa_uid')),
+    ('call _totp_code', $$SELECT authx._totp_code('\x3132', now())$$),
+    ('call _uri_encode', $$SELECT authx._uri_encode('a b')$$),
+    ('call _recovery_hash', format($$SELECT authx._recovery_hash(%L, 'abcd-abcd-abcd')$$, :'mfa_uid')),
+    ('call _mfa_gate', format('SELECT authx._mfa_gate(%L)', :'mfa_uid')),
+    ('call _mfa_failed (lock anybody''s second factor)', format($$SELECT authx._mfa_failed(%L, 'totp')$$, :'mfa_uid')),
+    ('call _totp_check', format($$SELECT authx._totp_check(%L, '123456')$$, :'mfa_uid')),
+    ('call _recovery_check', format($$SELECT authx._recovery_check(%L, 'abcd-abcd-abcd')$$, :'mfa_uid')),
+    ('call _mfa_challenge_new (a challenge without the password)',
+     format('SELECT * FROM authx._mfa_challenge_new(%L, NULL, NULL)', :'mfa_uid')),
+    ('call _mfa_purge', 'SELECT authx._mfa_purge(now())'),
+    ('call _user_inactive_mfa', 'SELECT authx._user_inactive_mfa()')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -261,6 +317,30 @@ SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_peek(:'rl_subject',
 SELECT is((SELECT (allowed, remaining)::text FROM authx.rate_check('login', :'rl_subject')), '(t,4)',
           'app: rate_check works (the seeded login policy, 5 per minute)');
 SELECT is(authx.ip_blocked('198.51.100.77'), false, 'app: ip_blocked works');
+-- MFA: enrol, confirm and verify with codes the superuser computes from the
+-- secret the app was shown; recovery codes; a login that asks for the
+-- second factor, completed with a recovery code; disable.  Four attempts
+-- on the mfa policy (5 a minute per user).
+SELECT secret AS mfa_secret, otpauth_uri AS mfa_uri FROM authx.totp_enroll(:'mfa_uid', 'pgtap') \gset
+SELECT matches(:'mfa_secret'::text, '^[A-Z2-7]{32}$', 'app: totp_enroll works (a 160-bit base32 secret)');
+SELECT is(:'mfa_uri'::text, 'otpauth://totp/pgtap:pgtap-privs-mfa%40example.com?secret=' || :'mfa_secret'
+                      || '&issuer=pgtap&algorithm=SHA1&digits=6&period=30', 'app: totp_enroll gives the otpauth URI');
+RESET ROLE;
+SELECT authx._totp_code(pg_temp.base32_decode(:'mfa_secret'), clock_timestamp()) AS mfa_code,
+       authx._totp_code(pg_temp.base32_decode(:'mfa_secret'), clock_timestamp() + interval '30 seconds') AS mfa_next
+\gset
+SET ROLE authx_app;
+SELECT is(authx.totp_confirm(:'mfa_uid', :'mfa_code'), true, 'app: totp_confirm works');
+SELECT is(authx.totp_verify(:'mfa_uid', :'mfa_next'), true, 'app: totp_verify works');
+SELECT authx.recovery_codes_generate(:'mfa_uid') AS mfa_codes \gset
+SELECT is(cardinality(:'mfa_codes'::text[]), 10, 'app: recovery_codes_generate works');
+SELECT is(authx.recovery_code_use(:'mfa_uid', (:'mfa_codes'::text[])[1]), true, 'app: recovery_code_use works');
+SELECT status AS mfa_status, session_token AS mfa_challenge
+  FROM authx.login('pgtap-privs-mfa@example.com', 'privs mfa password', '192.0.2.13') \gset
+SELECT is(:'mfa_status'::text, 'mfa_required', 'app: login answers mfa_required once TOTP is on');
+SELECT is((SELECT status FROM authx.login_mfa(:'mfa_challenge', (:'mfa_codes'::text[])[2], '192.0.2.13')), 'ok',
+          'app: login_mfa works (with a recovery code)');
+SELECT is(authx.totp_disable(:'mfa_uid'), true, 'app: totp_disable works');
 
 RESET ROLE;
 
@@ -407,6 +487,36 @@ SELECT throws_ok($$SELECT authx._account_tag('pgtap-privs-1@example.com')$$, '42
                  'admin: cannot call _account_tag');
 SELECT throws_ok('SELECT authx._policy_changed()', '42501', NULL, 'admin: cannot call _policy_changed');
 SELECT throws_ok('SELECT authx._threat_rule_merge_seed()', '42501', NULL, 'admin: cannot call _threat_rule_merge_seed');
+-- MFA: the tables, the internals and the settings are not the
+-- administrator's either (seeds, recovery and challenge hashes, the key).
+SELECT throws_ok(call, '42501', NULL, 'admin: cannot ' || what)
+  FROM (VALUES
+    ('SELECT authx.mfa_totp (sealed seeds)', 'SELECT * FROM authx.mfa_totp'),
+    ('SELECT authx.mfa_recovery_codes', 'SELECT * FROM authx.mfa_recovery_codes'),
+    ('SELECT authx.mfa_challenges', 'SELECT * FROM authx.mfa_challenges'),
+    ('UPDATE authx.mfa_totp', 'UPDATE authx.mfa_totp SET last_step = -1'),
+    ('DELETE from authx.mfa_recovery_codes', 'DELETE FROM authx.mfa_recovery_codes'),
+    ('DELETE from authx.mfa_challenges', 'DELETE FROM authx.mfa_challenges'),
+    ('call _totp_seed_new', format('SELECT * FROM authx._totp_seed_new(%L)', :'mfa_uid')),
+    ('call _totp_match',
+     format($$SELECT authx._totp_match(%L, '\x00', '123456', -1, 6, 30, 1, now())$$, :'mfa_uid')),
+    ('call _totp_code', $$SELECT authx._totp_code('\x3132', now())$$),
+    ('call _uri_encode', $$SELECT authx._uri_encode('a b')$$),
+    ('call _recovery_hash', format($$SELECT authx._recovery_hash(%L, 'abcd-abcd-abcd')$$, :'mfa_uid')),
+    ('call _mfa_gate', format('SELECT authx._mfa_gate(%L)', :'mfa_uid')),
+    ('call _mfa_failed', format($$SELECT authx._mfa_failed(%L, 'totp')$$, :'mfa_uid')),
+    ('call _totp_check', format($$SELECT authx._totp_check(%L, '123456')$$, :'mfa_uid')),
+    ('call _recovery_check', format($$SELECT authx._recovery_check(%L, 'abcd-abcd-abcd')$$, :'mfa_uid')),
+    ('call _mfa_challenge_new', format('SELECT * FROM authx._mfa_challenge_new(%L, NULL, NULL)', :'mfa_uid')),
+    ('call _mfa_purge', $$SELECT authx._mfa_purge(now() + interval '10 years')$$),
+    ('call _user_inactive_mfa', 'SELECT authx._user_inactive_mfa()'),
+    ('SHOW authx.key_file', 'SHOW authx.key_file'),
+    ('SET authx.totp_window', 'SET authx.totp_window = 10'),
+    ('SET authx.mfa_max_failures', 'SET authx.mfa_max_failures = 1000'),
+    ('SET authx.mfa_challenge_ttl', 'SET authx.mfa_challenge_ttl = 3600')) v(what, call);
+SELECT is((SELECT count(*) FROM pg_catalog.pg_settings WHERE name = 'authx.key_file')::int, 0,
+          'admin: authx.key_file is not in pg_settings');
+SELECT is(authx.totp_disable(:'mfa_uid'), false, 'admin inherits authx_app: totp_disable works (nothing left)');
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -435,8 +545,15 @@ SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx
                     'rate_limit_overrides', 'ip_blocks', 'threat_rules']) t;
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides', 'ip_blocks', 'threat_rules']) t;
-SELECT table_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[], 'authx_admin has no privilege on api_keys');
+                    'rate_limit_overrides', 'ip_blocks', 'threat_rules', 'mfa_totp', 'mfa_recovery_codes',
+                    'mfa_challenges']) t;
+SELECT table_privs_are('authx', t, 'authx_admin', ARRAY[]::text[], format('authx_admin has no privilege on %s', t))
+  FROM unnest(ARRAY['api_keys', 'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges']) t;
+SELECT is_empty(
+    $$SELECT a.attrelid::regclass::text, a.attname::text FROM pg_catalog.pg_attribute a
+       WHERE a.attrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
+                            'authx.mfa_challenges'::regclass) AND a.attacl IS NOT NULL$$,
+    'no column of mfa_totp, mfa_recovery_codes, mfa_challenges has a grant');
 SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
                             'authx_admin has no privilege on any api_keys column');
 
@@ -457,10 +574,15 @@ SELECT is_empty(
          AND pg_catalog.has_function_privilege('pgtap_privs_nobody', p.oid, 'EXECUTE')$$,
     'nobody: has_function_privilege is false for every authx function');
 
+-- An argument of a type not listed leaves the call NULL (and fails the
+-- count below) rather than building a call to another signature.
 CREATE TEMP TABLE privs_calls ON COMMIT DROP AS
 SELECT p.oid::regprocedure::text AS fn,
-       format('SELECT %s(%s)', p.oid::regproc,
-              (SELECT coalesce(string_agg(CASE format_type(t, NULL)
+       CASE WHEN a.n_args = p.pronargs THEN format('SELECT %s(%s)', p.oid::regproc, a.args) END AS call
+  FROM pg_catalog.pg_proc p,
+       LATERAL (SELECT count(v) AS n_args, coalesce(string_agg(v, ', ' ORDER BY ord), '') AS args
+                  FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS u(t, ord),
+                       LATERAL (SELECT CASE format_type(u.t, NULL)
                                    WHEN 'text' THEN $$'x'::text$$
                                    WHEN 'text[]' THEN $$'{x}'::text[]$$
                                    WHEN 'uuid' THEN $$'00000000-0000-0000-0000-000000000000'::uuid$$
@@ -474,14 +596,14 @@ SELECT p.oid::regprocedure::text AS fn,
                                    WHEN 'regclass' THEN $$'authx.audit_log'::regclass$$
                                    WHEN 'authx.severity' THEN $$'info'::authx.severity$$
                                    WHEN 'anyelement' THEN $$'x'::text$$
-                               END, ', ' ORDER BY ord), '')
-                 FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, ord))) AS call
-  FROM pg_catalog.pg_proc p
+                                   WHEN 'bytea' THEN $$'\x00'::bytea$$
+                                   WHEN 'bigint' THEN '0::bigint'
+                               END AS v) AS m) AS a
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 107,
-          'a call was built for each of the 107 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 126,
+          'a call was built for each of the 126 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

@@ -4,8 +4,8 @@
 --   * maintenance_run() (no argument: the real clock) reports
 --     {"audit_log": {created, dropped, moved, purged}, "sessions":
 --     {sessions_deleted, lockouts_deleted}, "api_keys": ..., "roles": ...,
---     "rate_limits": {overrides_expired}, "ip_blocks": {blocks_expired}}
---     and is idempotent;
+--     "rate_limits": {overrides_expired}, "ip_blocks": {blocks_expired},
+--     "mfa": {challenges_purged}} and is idempotent;
 --   * the fake clock is the internal authx._maintenance_run_at(p_now):
 --     authx_admin gets 42501 for it, and maintenance_run() no longer takes
 --     a time, so an administrator cannot retire the whole trail;
@@ -33,7 +33,7 @@
 -- pass fails on its lock_timeout while this transaction runs and cannot
 -- interfere.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -54,8 +54,8 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
 -- ================================================================ premake
 SELECT authx.maintenance_run() AS r0 \gset
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
-          ARRAY['api_keys', 'audit_log', 'ip_blocks', 'rate_limits', 'roles', 'sessions'],
-          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits and ip_blocks passes');
+          ARRAY['api_keys', 'audit_log', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions'],
+          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks and mfa passes');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),
@@ -64,6 +64,8 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'
           ARRAY['overrides_expired'], 'rate_limits reports overrides_expired');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'ip_blocks') k),
           ARRAY['blocks_expired'], 'ip_blocks reports blocks_expired');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'mfa') k),
+          ARRAY['challenges_purged'], 'mfa reports challenges_purged');
 SELECT set_eq(
     format($$SELECT partition::text FROM authx.audit_partitions
               WHERE partition::text IN (SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i)$$,
