@@ -272,8 +272,8 @@ SELECT authx.totp_confirm(:'g', regress.totp(:'g_secret', 0, 8, 60)) AS eight_di
 
 -- ================================================================ totp_disable
 -- Removes the authenticator and the recovery codes; login asks no more; a
--- challenge handed out before opens no session (a TOTP code: there is no
--- TOTP, invalid_challenge; a recovery code: it is gone, invalid_code).
+-- challenge handed out before opens no session: invalid_challenge, for a
+-- TOTP code and a recovery code alike (there is no second factor any more).
 SELECT session_token AS ch6 FROM authx.login('mfa-b@example.com', 'correct horse battery', '192.0.2.31') \gset
 SELECT authx.totp_disable(:'b') AS disabled, authx.totp_disable(:'b') AS again;
 SELECT (SELECT count(*) FROM authx.mfa_totp WHERE user_id = :'b') AS totp,

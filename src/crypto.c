@@ -22,6 +22,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
@@ -468,6 +469,9 @@ authx_key_create_default(void)
 	if (ok && link(tmp, path) != 0 && errno != EEXIST)
 		ok = false;
 	unlink(tmp);
+	/* The new name must survive a power loss too. */
+	if (ok && fsync_fname_ext(DataDir, true, false, WARNING) != 0)
+		ok = false;
 	if (!ok)
 		ereport(WARNING,
 				(errcode_for_file_access(),

@@ -40,6 +40,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -81,22 +82,29 @@ static SPIPlanPtr policies_plan = NULL;
 static SPIPlanPtr rules_plan = NULL;
 static SPIPlanPtr override_plan = NULL;
 
+/*
+ * These run as the tables' owner: every operator and function is
+ * schema-qualified (extract() is, by the grammar), so no object of the
+ * caller's can stand in for one; as_owner pins search_path as well.
+ */
 static const char *policies_sql =
-"SELECT p.name, p.max, (extract(epoch FROM p.per) * 1000000)::int8, p.store = 'redis', "
-"       CASE p.fail_mode WHEN 'open' THEN 1 WHEN 'closed' THEN 2 ELSE 0 END, "
-"       EXISTS (SELECT 1 FROM authx.rate_limit_overrides o WHERE o.policy = p.name) "
+"SELECT p.name, p.max, ((extract(epoch FROM p.per)) OPERATOR(pg_catalog.*) 1000000)::int8, "
+"       p.store OPERATOR(pg_catalog.=) 'redis', "
+"       CASE WHEN p.fail_mode OPERATOR(pg_catalog.=) 'open' THEN 1 "
+"            WHEN p.fail_mode OPERATOR(pg_catalog.=) 'closed' THEN 2 ELSE 0 END, "
+"       EXISTS (SELECT 1 FROM authx.rate_limit_overrides o WHERE o.policy OPERATOR(pg_catalog.=) p.name) "
 "  FROM authx.rate_limit_policies p";
 
 static const char *rules_sql =
-"SELECT r.name, r.event_type, coalesce(r.distinct_by, ''), r.threshold, "
-"       (extract(epoch FROM r.within) * 1000000)::int8 "
+"SELECT r.name, r.event_type, COALESCE(r.distinct_by, ''), r.threshold, "
+"       ((extract(epoch FROM r.within)) OPERATOR(pg_catalog.*) 1000000)::int8 "
 "  FROM authx.threat_rules r WHERE r.enabled";
 
 static const char *override_sql =
-"SELECT o.max, (extract(epoch FROM o.per) * 1000000)::int8, o.bypass "
+"SELECT o.max, ((extract(epoch FROM o.per)) OPERATOR(pg_catalog.*) 1000000)::int8, o.bypass "
 "  FROM authx.rate_limit_overrides o "
-" WHERE o.policy = $1 AND o.subject = $2 "
-"   AND (o.expires_at IS NULL OR o.expires_at > clock_timestamp())";
+" WHERE o.policy OPERATOR(pg_catalog.=) $1 AND o.subject OPERATOR(pg_catalog.=) $2 "
+"   AND (o.expires_at IS NULL OR o.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp())";
 
 PG_FUNCTION_INFO_V1(authx_policy_changed);
 
@@ -122,13 +130,19 @@ as_owner(void (*fn) (void *), void *arg)
 	Oid			owner = authx_rel_owner("rate_limit_policies");
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	/* As a SET search_path clause would: undone below, or by an abort. */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
 	fn(arg);
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 

@@ -191,7 +191,13 @@ authx_totp_match(PG_FUNCTION_ARGS)
 	if (!code_digits(code, digits, given))
 		PG_RETURN_NULL();
 	if (!authx_unseal(sealed, user_id->data, UUID_LEN, seed, sizeof(seed)))
+	{
+		/* Not the user's fault: tell the operator (the answer stays "no"). */
+		ereport(LOG,
+				(errmsg("authx: a TOTP seed does not open with the current key"),
+				 errhint("authx.key_file (or authx.key) is not the key the seed was sealed with.")));
 		PG_RETURN_NULL();
+	}
 	now_step = time_step(at, period);
 	for (s = now_step - window; s <= now_step + window; s++)
 	{

@@ -62,12 +62,15 @@ COMMENT ON FUNCTION authx._uri_encode(text) IS 'Internal. Percent-encodes all bu
 
 -- Attempts at a second factor, per user: the mfa rate policy (5 a minute)
 -- and a failure budget (authx.mfa_max_failures per authx.lockout_window),
--- both in shared memory, so ROLLBACK gives nothing back.  NULL when the
+-- both in shared memory, so ROLLBACK gives nothing back.  The budget is
+-- always this server's: a session's authx.rate_limit_store/_fail must not
+-- be able to open it.  NULL when the
 -- attempt may go on, else the answer: rate_limited or locked.
 CREATE FUNCTION authx._mfa_gate(p_user_id uuid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET authx.rate_limit_store = 'local' SET authx.rate_limit_fail = 'local'
 AS $$
 DECLARE
     v_rl authx.rate_limit_result;
@@ -94,6 +97,7 @@ CREATE FUNCTION authx._mfa_failed(p_user_id uuid, p_factor text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET authx.rate_limit_store = 'local' SET authx.rate_limit_fail = 'local'
 AS $$
 BEGIN
     PERFORM authx.rate_limit('mfa-failures:' || p_user_id, current_setting('authx.mfa_max_failures')::integer,
@@ -217,6 +221,12 @@ AS $$
 DECLARE
     v_gate text;
 BEGIN
+    -- Recovery codes stand in for an enabled authenticator of an active account.
+    IF NOT EXISTS (SELECT 1 FROM authx.mfa_totp m JOIN authx.users u ON u.id = m.user_id
+                    WHERE m.user_id = p_user_id AND m.confirmed_at IS NOT NULL
+                      AND u.status = 'active' AND u.deleted_at IS NULL) THEN
+        RETURN 'none';
+    END IF;
     v_gate := authx._mfa_gate(p_user_id);
     IF v_gate IS NOT NULL THEN
         RETURN v_gate;
@@ -235,7 +245,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authx._recovery_check(uuid, text) IS
-'Internal. Spends a recovery code: ok, invalid, rate_limited or locked.';
+'Internal. Spends a recovery code: ok, invalid, rate_limited, locked, or none (no enabled TOTP, or the account is not active).';
 
 CREATE FUNCTION authx.totp_verify(user_id uuid, code text)
 RETURNS boolean
