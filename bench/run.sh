@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -56,7 +56,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock tokens}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -424,6 +424,56 @@ SQL
     row "EXISTS (... net >>= \$1) GiST inet_ops, free address" "$HM" "$(median_ratio "${hm[*]}" "${s1[*]}")" "1.000"
     echo
     echo "every ip_blocked answer from the shared copy (ip_block_table_lookups unchanged); ip_block_reloads = $rl"
+}
+
+bench_tokens() {
+    # token_verify: one Ed25519 and one HS256 token (signature, exp, and the
+    # session named by sid still live); the hand-written check is pgcrypto
+    # HMAC + payload decode + exp, as pgjwt does it, with no session check.
+    # token_refresh: 2,000 refresh-token families rotated at random, each
+    # new token written back (an UPDATE of bench.refresh per call).
+    say "tokens: token_verify (EdDSA, HS256) and token_refresh over 2,000 families"
+    local uid ted teh key
+    uid=$(psql_ -tAc "SELECT authx.user_create('tokens@example.com', 'correct horse battery staple')")
+    ted=$(psql_ -tAc "SET authx.token_ttl = '1h'; SELECT access_token FROM authx.token_issue('$uid')" | tail -1)
+    teh=$(psql_ -tAc "SET authx.token_ttl = '1h'; SET authx.token_alg = 'HS256'; SELECT access_token FROM authx.token_issue('$uid')" | tail -1)
+    key=$(psql_ -tAc "SELECT encode(authx.signing_key_secret(kid), 'hex') FROM authx.signing_keys WHERE alg = 'HS256'")
+    psql_ <<SQL >/dev/null
+UPDATE authx.rate_limit_policies SET max = 100000000 WHERE name = 'refresh';
+CREATE TABLE bench.refresh (i integer PRIMARY KEY, tok text);
+DO \$\$ BEGIN FOR i IN 1..2000 LOOP
+    INSERT INTO bench.refresh SELECT i, t.refresh_token FROM authx.token_issue('$uid') t;
+END LOOP; END \$\$;
+SQL
+    [ "$(psql_ -tAc "SELECT (authx.token_verify('$ted') IS NOT NULL)::text || (authx.token_verify('$teh') IS NOT NULL)::text")" = truetrue ] \
+        || die "tokens bench: the tokens do not verify"
+    [ "$(sed "s/:tok/:'tok'/g; s/:key/:'key'/g" "$AUTHX_ROOT/bench/token_verify_pgcrypto.sql" \
+          | as_user psql -X -h 127.0.0.1 -p "$PORT" -U postgres -d authx_bench -tA -v tok="$teh" -v key="$key" \
+          | grep -c sub)" = 1 ] \
+        || die "tokens bench: the hand-written check rejects the token"
+    local s1=() ve=() vh=() vp=() rf=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        ve+=("$(tps 2 token_verify.sql -D tok="$ted")")
+        vh+=("$(tps 2 token_verify.sql -D tok="$teh")")
+        vp+=("$(tps 2 token_verify_pgcrypto.sql -D tok="$teh" -D key="$key")")
+        rf+=("$(tps 2 token_refresh.sql)")
+    done
+    local bad
+    bad=$(psql_ -tAc "SELECT count(*) FROM bench.refresh WHERE tok IS NULL")
+    [ "$bad" = 0 ] || die "tokens bench: $bad refreshes did not answer ok"
+    local S1 VE VH VP RF
+    S1=$(best "${s1[@]}") VE=$(best "${ve[@]}") VH=$(best "${vh[@]}") VP=$(best "${vp[@]}") RF=$(best "${rf[@]}")
+    echo
+    echo "## Access and refresh tokens ($(nproc) cores, 2 clients, prepared, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.token_verify(\$1), EdDSA" "$VE" "$(median_ratio "${ve[*]}" "${s1[*]}")" "$(median_ratio "${ve[*]}" "${vp[*]}")"
+    row "authx.token_verify(\$1), HS256" "$VH" "$(median_ratio "${vh[*]}" "${s1[*]}")" "$(median_ratio "${vh[*]}" "${vp[*]}")"
+    row "pgcrypto hmac + decode + exp (HS256, no session check)" "$VP" "$(median_ratio "${vp[*]}" "${s1[*]}")" "1.000"
+    row "authx.token_refresh + UPDATE of the stored token" "$RF" "$(median_ratio "${rf[*]}" "${s1[*]}")" ""
 }
 
 for section in $SECTIONS; do

@@ -69,6 +69,18 @@ extern int	authx_totp_period;
 extern int	authx_totp_window;
 extern int	authx_mfa_max_failures;
 extern int	authx_mfa_challenge_ttl;
+extern int	authx_token_alg;
+extern int	authx_token_ttl;
+extern char *authx_token_role;
+extern char *authx_token_issuer;
+extern char *authx_token_audience;
+extern int	authx_refresh_reuse_grace;
+extern int	authx_verification_ttl;
+extern int	authx_reset_ttl;
+extern int	authx_device_ttl;
+
+#define AUTHX_ALG_EDDSA		0
+#define AUTHX_ALG_HS256		1
 
 /* Where rate-limit buckets live, and what a Redis bucket does without Redis. */
 #define AUTHX_STORE_LOCAL	0
@@ -86,6 +98,7 @@ struct _SPI_plan;
 extern TupleDesc authx_result_desc(FunctionCallInfo fcinfo);
 extern struct _SPI_plan *authx_keep_plan(const char *sql, int nargs, Oid *argtypes);
 extern Oid	authx_rel_owner(const char *name);
+extern void authx_as_owner(const char *rel, void (*fn) (void *), void *arg);
 
 /* ----------------------------------------------------------------
  * Statistics counters (shmem.c keeps the names, metrics.c reads them)
@@ -140,6 +153,8 @@ typedef enum AuthxStat
 	AUTHX_STAT_THREAT_DROPPED,
 	AUTHX_STAT_THREAT_BLOCKS,
 	AUTHX_STAT_ALERTS,
+	AUTHX_STAT_TOKEN_VALID,
+	AUTHX_STAT_TOKEN_INVALID,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -172,6 +187,7 @@ typedef enum AuthxGeneration
 	AUTHX_GEN_RBAC,				/* roles, permissions, grants, user status */
 	AUTHX_GEN_IPBLOCK,			/* authx.ip_blocks */
 	AUTHX_GEN_POLICY,			/* rate-limit policies, overrides, threat rules */
+	AUTHX_GEN_KEYS,				/* authx.signing_keys */
 	AUTHX_NUM_GENERATIONS
 } AuthxGeneration;
 
@@ -277,6 +293,7 @@ extern bool authx_equal_ct(const void *a, const void *b, Size len);
 extern void authx_key_create_default(void);
 extern bytea *authx_seal(const uint8 *msg, Size len, const uint8 *ad, Size adlen);
 extern bool authx_unseal(const bytea *sealed, const uint8 *ad, Size adlen, uint8 *out, Size outlen);
+extern void authx_subkey(const char *ctx, uint64 id, uint8 *out, Size len);
 
 /* ----------------------------------------------------------------
  * Redis write-through cache (cache.c, redis.c, worker_redis.c)
@@ -355,6 +372,7 @@ PGDLLEXPORT void authx_maint_main(Datum main_arg);
  * ----------------------------------------------------------------
  */
 extern Oid	authx_need_relid(const char *name, Oid nsp);
+extern bool authx_session_live(const pg_uuid_t *id, TimestampTz now, pg_uuid_t *user_id);
 extern AttrNumber authx_need_attnum(Oid relid, const char *name);
 struct RelationData;
 struct TupleTableSlot;

@@ -569,3 +569,17 @@ authx_unseal(const bytea *sealed, const uint8 *ad, Size adlen, uint8 *out, Size 
 													  ad, adlen, p + 1, master_key) == 0 &&
 		mlen == outlen;
 }
+
+/*
+ * authx_subkey
+ *		A key for one purpose, derived from the master key (BLAKE2b KDF):
+ *		ctx names the purpose (8 characters), so keys of different uses
+ *		never coincide and none reveals the master key.
+ */
+void
+authx_subkey(const char *ctx, uint64 id, uint8 *out, Size len)
+{
+	load_master_key();
+	if (crypto_kdf_derive_from_key(out, len, id, ctx, master_key) != 0)
+		elog(ERROR, "authx: key derivation failed");
+}

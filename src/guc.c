@@ -53,6 +53,23 @@ int			authx_totp_digits = 6;
 int			authx_totp_period = 30;
 int			authx_totp_window = 1;
 int			authx_touch_interval = 60;
+int			authx_token_alg = AUTHX_ALG_EDDSA;
+int			authx_token_ttl = 900;
+char	   *authx_token_role = NULL;
+char	   *authx_token_issuer = NULL;
+char	   *authx_token_audience = NULL;
+int			authx_refresh_reuse_grace = 10;
+int			authx_verification_ttl = 86400;
+int			authx_reset_ttl = 3600;
+int			authx_device_ttl = 30 * 86400;
+
+static const struct config_enum_entry token_alg_options[] = {
+	{"EdDSA", AUTHX_ALG_EDDSA, false},
+	{"eddsa", AUTHX_ALG_EDDSA, true},
+	{"HS256", AUTHX_ALG_HS256, false},
+	{"hs256", AUTHX_ALG_HS256, true},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry severity_options[] = {
 	{"info", 0, false},
@@ -550,6 +567,100 @@ authx_guc_init(bool preloading)
 							60,
 							0,
 							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("authx.token_alg",
+							 gettext_noop("Signature of new access tokens: EdDSA (Ed25519) or HS256."),
+							 gettext_noop("authx.token_issue signs with the newest key of this algorithm, making one "
+										  "on first use; tokens of either algorithm verify while their key is kept."),
+							 &authx_token_alg,
+							 AUTHX_ALG_EDDSA,
+							 token_alg_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.token_ttl",
+							gettext_noop("Lifetime of an access token (JWT exp - iat)."),
+							gettext_noop("A rotated-out signing key stays in authx.jwks() this long."),
+							&authx_token_ttl,
+							900,
+							1,
+							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.token_role",
+							   gettext_noop("The role claim of access tokens (the database role PostgREST switches to)."),
+							   NULL,
+							   &authx_token_role,
+							   "authenticated",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.token_issuer",
+							   gettext_noop("The iss claim of access tokens; empty: none."),
+							   NULL,
+							   &authx_token_issuer,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.token_audience",
+							   gettext_noop("The aud claim of access tokens; empty: none."),
+							   NULL,
+							   &authx_token_audience,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.refresh_reuse_grace",
+							gettext_noop("How long a just-rotated refresh token may be used again without counting as reuse."),
+							gettext_noop("Only the immediate parent of the newest token, for clients that sent two "
+										 "refreshes at once; 0 = never."),
+							&authx_refresh_reuse_grace,
+							10,
+							0,
+							300,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.verification_ttl",
+							gettext_noop("Lifetime of an email verification token."),
+							NULL,
+							&authx_verification_ttl,
+							86400,
+							60,
+							30 * 86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.reset_ttl",
+							gettext_noop("Lifetime of a password reset token."),
+							NULL,
+							&authx_reset_ttl,
+							3600,
+							60,
+							86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.device_ttl",
+							gettext_noop("Default lifetime of a trusted device (authx.device_trust without ttl)."),
+							NULL,
+							&authx_device_ttl,
+							30 * 86400,
+							60,
+							365 * 86400,
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -85,7 +85,7 @@ static SPIPlanPtr override_plan = NULL;
 /*
  * These run as the tables' owner: every operator and function is
  * schema-qualified (extract() is, by the grammar), so no object of the
- * caller's can stand in for one; as_owner pins search_path as well.
+ * caller's can stand in for one; authx_as_owner pins search_path as well.
  */
 static const char *policies_sql =
 "SELECT p.name, p.max, ((extract(epoch FROM p.per)) OPERATOR(pg_catalog.*) 1000000)::int8, "
@@ -123,11 +123,15 @@ authx_policy_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* Run fn between SPI_connect and SPI_finish as the owner of the tables. */
-static void
-as_owner(void (*fn) (void *), void *arg)
+/*
+ * authx_as_owner
+ *		Run fn between SPI_connect and SPI_finish as the owner of authx.<rel>,
+ *		with search_path pinned to pg_catalog, pg_temp.
+ */
+void
+authx_as_owner(const char *rel, void (*fn) (void *), void *arg)
 {
-	Oid			owner = authx_rel_owner("rate_limit_policies");
+	Oid			owner = authx_rel_owner(rel);
 	Oid			save_userid;
 	int			save_sec;
 	int			save_nestlevel;
@@ -167,7 +171,7 @@ col(int row, int col)
 	return isnull ? (Datum) 0 : d;
 }
 
-/* as_owner body of conf_load: arg is the PolicyConf, in its context. */
+/* authx_as_owner body of conf_load: arg is the PolicyConf, in its context. */
 static void
 load_cb(void *arg)
 {
@@ -221,7 +225,7 @@ conf_load(MemoryContext cxt)
 {
 	PolicyConf *c = MemoryContextAllocZero(cxt, sizeof(PolicyConf));
 
-	as_owner(load_cb, c);
+	authx_as_owner("rate_limit_policies", load_cb, c);
 	return c;
 }
 
@@ -346,7 +350,7 @@ authx_rate_check(PG_FUNCTION_ARGS)
 	{
 		OverrideLookup o = {p, subject, false, false, 0, 0};
 
-		as_owner(override_cb, &o);
+		authx_as_owner("rate_limit_policies", override_cb, &o);
 		if (o.found && o.bypass)
 		{
 			memset(&rr, 0, sizeof(rr));

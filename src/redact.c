@@ -32,7 +32,7 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
  */
 static const char *const secret_words[] = {
 	"authx", "password", "login", "session_", "token", "apikey", "totp",
-	"recovery_code", "user_create", NULL
+	"recovery_code", "user_create", "device_", "email_verification", NULL
 };
 
 /*

@@ -60,6 +60,7 @@ typedef struct SessionSchema
 	bool		valid;
 	Oid			sessions;
 	Oid			sessions_token_idx;
+	Oid			sessions_pkey;
 	AttrNumber	s_id;
 	AttrNumber	s_token_hash;
 	AttrNumber	s_user_id;
@@ -94,7 +95,8 @@ static SPIPlanPtr touch_plan = NULL;
 static void
 schema_invalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == schema.sessions || relid == schema.sessions_token_idx)
+	if (relid == InvalidOid || relid == schema.sessions || relid == schema.sessions_token_idx ||
+		relid == schema.sessions_pkey)
 		schema.valid = false;
 }
 
@@ -140,6 +142,7 @@ schema_ensure(void)
 	nsp = get_namespace_oid("authx", false);
 	schema.sessions = authx_need_relid("sessions", nsp);
 	schema.sessions_token_idx = authx_need_relid("sessions_token_hash_key", nsp);
+	schema.sessions_pkey = authx_need_relid("sessions_pkey", nsp);
 	schema.s_id = authx_need_attnum(schema.sessions, "id");
 	schema.s_token_hash = authx_need_attnum(schema.sessions, "token_hash");
 	schema.s_user_id = authx_need_attnum(schema.sessions, "user_id");
@@ -179,36 +182,33 @@ authx_index_fetch(Relation rel, Oid indexoid, RegProcedure eqproc, Oid collation
 }
 
 /*
- * session_lookup
- *		Find the session whose token hashes to hash and judge it at now.
- *		Fills *row when the session exists.  *owner gets the owner of the
- *		sessions table (for the touch).
+ * session_fetch
+ *		Find the session whose indexed column equals key and judge it at now.
+ *		With hash (a lookup by token digest) the stored digest is compared
+ *		again in constant time.  Fills *row when the session exists; *owner
+ *		gets the owner of the sessions table (for the touch).
  */
 static SessionVerdict
-session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
+session_fetch(Oid indexoid, RegProcedure eqproc, Datum key, const uint8 *hash, TimestampTz now,
+			  SessionRow *row, Oid *owner)
 {
 	Relation	srel;
 	TupleTableSlot *slot;
-	bytea	   *key;
 	SessionVerdict verdict = AUTHX_SESSION_OK;
 	bytea	   *stored;
-
-	schema_ensure();
-	key = palloc(VARHDRSZ + AUTHX_HASH_LEN);
-	SET_VARSIZE(key, VARHDRSZ + AUTHX_HASH_LEN);
-	memcpy(VARDATA(key), hash, AUTHX_HASH_LEN);
 
 	srel = table_open(schema.sessions, AccessShareLock);
 	*owner = srel->rd_rel->relowner;
 	slot = table_slot_create(srel, NULL);
-	if (!authx_index_fetch(srel, schema.sessions_token_idx, F_BYTEAEQ, InvalidOid, PointerGetDatum(key), slot))
+	if (!authx_index_fetch(srel, indexoid, eqproc, InvalidOid, key, slot))
 		verdict = AUTHX_SESSION_UNKNOWN;
 	else
 	{
 		/* Belt and braces: the index compared digests; compare in constant time. */
 		stored = DatumGetByteaPP(slot->tts_values[schema.s_token_hash - 1]);
-		if (VARSIZE_ANY_EXHDR(stored) != AUTHX_HASH_LEN ||
-			!authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN))
+		if (hash != NULL &&
+			(VARSIZE_ANY_EXHDR(stored) != AUTHX_HASH_LEN ||
+			 !authx_equal_ct(VARDATA_ANY(stored), hash, AUTHX_HASH_LEN)))
 			verdict = AUTHX_SESSION_UNKNOWN;
 		else
 		{
@@ -230,6 +230,40 @@ session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(srel, NoLock);
 	return verdict;
+}
+
+/* The session whose token hashes to hash, judged at now. */
+static SessionVerdict
+session_lookup(const uint8 *hash, TimestampTz now, SessionRow *row, Oid *owner)
+{
+	bytea	   *key;
+
+	schema_ensure();
+	key = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(key, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(key), hash, AUTHX_HASH_LEN);
+	return session_fetch(schema.sessions_token_idx, F_BYTEAEQ, PointerGetDatum(key), hash, now, row, owner);
+}
+
+/*
+ * authx_session_live
+ *		Is session id live at now: not revoked, not expired, not idle?  Does
+ *		not touch it.  (Access tokens name their session; token_verify.)
+ */
+bool
+authx_session_live(const pg_uuid_t *id, TimestampTz now, pg_uuid_t *user_id)
+{
+	SessionRow	row;
+	Oid			owner;
+	pg_uuid_t	key = *id;
+
+	schema_ensure();
+	if (session_fetch(schema.sessions_pkey, F_UUID_EQ, UUIDPGetDatum(&key), NULL, now, &row, &owner)
+		!= AUTHX_SESSION_OK)
+		return false;
+	if (user_id != NULL)
+		*user_id = row.user_id;
+	return true;
 }
 
 /*

@@ -73,6 +73,8 @@ const char *const authx_stat_names[] = {
 	"threat_dropped",
 	"threat_blocks",
 	"alerts_sent",
+	"token_valid",
+	"token_invalid",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -214,9 +216,12 @@ authx_wake_maintenance(void)
  * ----------------------------------------------------------------
  */
 
-static const char *const generation_names[AUTHX_NUM_GENERATIONS] = {
-	"roles or grants", "IP blocks", "rate-limit policies or threat rules"
+static const char *const generation_names[] = {
+	"roles or grants", "IP blocks", "rate-limit policies or threat rules", "signing keys"
 };
+
+StaticAssertDecl(lengthof(generation_names) == AUTHX_NUM_GENERATIONS,
+				 "generation_names must name every AuthxGeneration");
 
 static bool generation_dirty[AUTHX_NUM_GENERATIONS];
 static bool generation_callback = false;

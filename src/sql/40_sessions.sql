@@ -193,7 +193,8 @@ AS $$ SELECT left(encode(sha256(convert_to(p_email, 'UTF8')), 'hex'), 16) $$;
 COMMENT ON FUNCTION authx._account_tag(text) IS
 'Internal. The tag of a normalized email in login.failed details (16 hex digits of its sha256): distinct accounts, no address stored.';
 
-CREATE FUNCTION authx.login(email text, password text, ip inet DEFAULT NULL, user_agent text DEFAULT NULL)
+CREATE FUNCTION authx.login(email text, password text, ip inet DEFAULT NULL, user_agent text DEFAULT NULL,
+                            device_token text DEFAULT NULL)
 RETURNS TABLE (status text, user_id uuid, session_token text, expires_at timestamptz)
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -205,6 +206,7 @@ DECLARE
     v_rc     integer;
     v_email  text := lower(btrim(coalesce(login.email, ''), E' \t\r\n'));
     v_rl     authx.rate_limit_result;
+    v_device uuid;
     r        record;
 BEGIN
     -- A blocked address is answered before anything costs: no hash, no
@@ -283,21 +285,28 @@ BEGIN
     END IF;
     PERFORM authx._lockout_clear(v_user.id, ip);
     -- A second factor: a challenge instead of a session (authx.login_mfa).
+    -- A device the user trusts (authx.device_trust) skips it.
     IF v_user.mfa_enabled AND EXISTS (SELECT 1 FROM authx.mfa_totp t
                                        WHERE t.user_id = v_user.id AND t.confirmed_at IS NOT NULL) THEN
-        r := authx._mfa_challenge_new(v_user.id, ip, user_agent);
-        PERFORM authx.audit('login.mfa_required', 'info', v_user.id, ip, '{}', user_agent);
-        RETURN QUERY SELECT 'mfa_required'::text, v_user.id, r.token, r.expires_at;
-        RETURN;
+        v_device := authx._device_check(v_user.id, device_token);
+        IF v_device IS NULL THEN
+            r := authx._mfa_challenge_new(v_user.id, ip, user_agent);
+            PERFORM authx.audit('login.mfa_required', 'info', v_user.id, ip, '{}', user_agent);
+            RETURN QUERY SELECT 'mfa_required'::text, v_user.id, r.token, r.expires_at;
+            RETURN;
+        END IF;
     END IF;
     r := authx._session_insert(v_user.id, ip, user_agent, NULL);
     UPDATE authx.users u SET last_login_at = now() WHERE u.id = v_user.id;
-    PERFORM authx.audit('login.succeeded', 'info', v_user.id, ip, '{}', user_agent);
+    PERFORM authx.audit('login.succeeded', 'info', v_user.id, ip,
+                        CASE WHEN v_device IS NULL THEN '{}'::jsonb
+                             ELSE jsonb_build_object('mfa', 'trusted_device', 'device_id', v_device) END,
+                        user_agent);
     RETURN QUERY SELECT 'ok'::text, v_user.id, r.session_token, r.expires_at;
 END
 $$;
-COMMENT ON FUNCTION authx.login(text, text, inet, text) IS
-'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked), rate_limited (the login policy, per address and per email; expires_at = when to retry; no password is checked), mfa_required (TOTP is enabled: session_token holds an axc_ challenge for authx.login_mfa, expires_at its end). locked and disabled are only revealed to the right password. Never raises on bad input.';
+COMMENT ON FUNCTION authx.login(text, text, inet, text, text) IS
+'Checks email and password and opens a session. status: ok (with user_id, session_token, expires_at), invalid_credentials, locked (expires_at = end of the lockout), disabled, blocked (ip is blocked; no password is checked), rate_limited (the login policy, per address and per email; expires_at = when to retry; no password is checked), mfa_required (TOTP is enabled and device_token is not a live trusted device of the user: session_token holds an axc_ challenge for authx.login_mfa, expires_at its end). locked and disabled are only revealed to the right password. Never raises on bad input.';
 
 CREATE FUNCTION authx.session_info(token text)
 RETURNS TABLE (user_id uuid, session_id uuid, created_at timestamptz, expires_at timestamptz,

@@ -273,6 +273,8 @@ BEGIN
     END IF;
     DELETE FROM authx.mfa_recovery_codes c WHERE c.user_id = totp_disable.user_id;
     UPDATE authx.users u SET mfa_enabled = false, updated_at = now() WHERE u.id = totp_disable.user_id;
+    -- Trust was given on the strength of this factor: a new one starts afresh.
+    PERFORM authx._devices_revoke_all(totp_disable.user_id, 'mfa_disabled');
     PERFORM authx._audit_tx('mfa.totp_disabled', 'high', totp_disable.user_id);
     RETURN true;
 END

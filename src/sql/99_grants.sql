@@ -25,7 +25,7 @@ GRANT EXECUTE ON FUNCTION
     authx.password_verify(uuid, text),
     authx.password_set(uuid, text),
     authx.audit(text, text, uuid, inet, jsonb, text),
-    authx.login(text, text, inet, text),
+    authx.login(text, text, inet, text, text),
     authx.session_create(uuid, inet, text, interval),
     authx.session_validate(text, inet),
     authx.session_info(text),
@@ -53,7 +53,18 @@ GRANT EXECUTE ON FUNCTION
     authx.totp_disable(uuid),
     authx.recovery_codes_generate(uuid),
     authx.recovery_code_use(uuid, text),
-    authx.login_mfa(text, text, inet, text)
+    authx.login_mfa(text, text, inet, text),
+    authx.token_issue(uuid, text, jsonb),
+    authx.token_refresh(text, inet),
+    authx.token_verify(text),
+    authx.jwks(),
+    authx.device_trust(uuid, text, text, interval),
+    authx.devices(uuid),
+    authx.device_revoke(uuid),
+    authx.email_verification_issue(uuid),
+    authx.email_verification_confirm(text),
+    authx.password_reset_issue(text, inet),
+    authx.password_reset_confirm(text, text)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -87,7 +98,8 @@ GRANT EXECUTE ON FUNCTION
     authx.ip_blocks(),
     authx.threat_rule_set(text, text, integer, interval, interval, text, boolean, text),
     authx.threat_rule_drop(text),
-    authx.security_summary(interval)
+    authx.security_summary(interval),
+    authx.signing_key_rotate()
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
     authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,

@@ -7,8 +7,9 @@
 --     so no stray object lives next to the extension's;
 --   * columns of authx.users, audit_log, sessions, lockouts, roles,
 --     role_permissions, user_roles, api_keys, api_key_usage,
---     rate_limit_policies, rate_limit_overrides, threat_rules and the views
---     stats and active_lockouts; sessions.version and api_keys.version are
+--     rate_limit_policies, rate_limit_overrides, threat_rules, the MFA,
+--     token, device and verification tables and the views stats and
+--     active_lockouts; sessions.version and api_keys.version are
 --     bigint NOT NULL DEFAULT 1; the rate-limit tables' and threat_rules'
 --     column types, NOT NULL and defaults;
 --   * the triggers on authx tables, exactly, with their full definitions
@@ -26,12 +27,14 @@
 --     UPDATE, DELETE and TRUNCATE, per statement, on _policy_changed),
 --     ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE),
 --     users_inactive_mfa (BEFORE UPDATE OF deleted_at, status, row, WHEN
---     the account is being deleted or stops being active)); their functions: _sessions_version,
+--     the account is being deleted or stops being active),
+--     signing_keys_changed (AFTER INSERT, UPDATE, DELETE and TRUNCATE, per
+--     statement)); their functions: _sessions_version,
 --     _roles_check_cycle, _user_deleted_roles, _user_status_apikeys,
 --     _unseed, _rate_policy_merge_seed, _threat_rule_merge_seed and
 --     _user_inactive_mfa PL/pgSQL, _sessions_cache, _rbac_changed,
---     _api_keys_cache, _policy_changed and _ip_blocks_changed C, none
---     SECURITY DEFINER; every trigger enabled;
+--     _api_keys_cache, _policy_changed, _ip_blocks_changed and
+--     _signing_keys_changed C, none SECURITY DEFINER; every trigger enabled;
 --   * the C hot paths has_permission (STRICT, PARALLEL RESTRICTED) and
 --     apikey_verify (PARALLEL UNSAFE; api_key, scope DEFAULT NULL, cost
 --     DEFAULT 1, ip DEFAULT NULL) are VOLATILE and not SECURITY DEFINER;
@@ -80,8 +83,9 @@
 --     PL/pgSQL triggers;
 --   * pg_extension_config_dump registrations (what pg_dump keeps), seeded
 --     roles, permissions, rate-limit policies and threat rules left out
---     (WHERE NOT seeded), rate-limit overrides, mfa_totp and
---     mfa_recovery_codes kept, mfa_challenges not registered;
+--     (WHERE NOT seeded), rate-limit overrides, mfa_totp,
+--     mfa_recovery_codes, signing_keys, refresh_families, trusted_devices
+--     and user_tokens kept whole, mfa_challenges not registered;
 --   * every function has a COMMENT;
 --   * exactly the expected functions are SECURITY DEFINER, and each pins
 --     search_path to exactly "pg_catalog, pg_temp" (only
@@ -94,14 +98,20 @@
 --     has_permission, user_permissions, user_roles, rate_limit, rate_peek,
 --     rate_check, ip_blocked, totp_enroll, totp_confirm, totp_verify,
 --     totp_disable, recovery_codes_generate, recovery_code_use, login_mfa
---     for authx_app; role and grant management, rate_policy_set,
---     rate_override_*, ip_block and friends, threat_rule_set,
---     threat_rule_drop and security_summary for authx_admin; none on the
---     internals _threat_block, _alert, _account_tag, _ip_key,
---     _policy_changed, _unseed, _threat_rule_merge_seed nor the MFA ones);
+--     (login with its five arguments), token_issue, token_refresh,
+--     token_verify, jwks, device_trust, devices, device_revoke,
+--     email_verification_issue, email_verification_confirm,
+--     password_reset_issue, password_reset_confirm for authx_app; role and
+--     grant management, rate_policy_set, rate_override_*, ip_block and
+--     friends, threat_rule_set, threat_rule_drop, security_summary and
+--     signing_key_rotate for authx_admin; none on the internals
+--     _threat_block, _alert, _account_tag, _ip_key, _policy_changed,
+--     _unseed, _threat_rule_merge_seed nor the MFA, token, device and
+--     verification ones, nor on signing_key_secret (superusers only));
 --     table grants are SELECT for authx_admin only (the rate-limit tables,
---     ip_blocks and threat_rules included), never on api_keys or the three
---     MFA tables;
+--     ip_blocks and threat_rules included), never on api_keys, the three
+--     MFA tables, signing_keys, refresh_families, trusted_devices or
+--     user_tokens;
 --   * IP blocking: the table ip_blocks (columns, defaults, primary key
 --     (net, allow) as its only index, source check, dumped whole), its
 --     triggers ip_blocks_changed (row) and ip_blocks_truncated (TRUNCATE)
@@ -129,9 +139,47 @@
 --     authx.key_file (postmaster), totp_digits, totp_period, totp_window,
 --     mfa_max_failures, mfa_challenge_ttl (SUSET) with boot values, units
 --     and bounds;
+--   * access tokens: the tables signing_keys (16-character kid, EdDSA or
+--     HS256, a 32-byte public key for EdDSA only, the private part sealed,
+--     retired_at and verify_until set together) and refresh_families
+--     (generation >= 0, head and parent hashes, claims DEFAULT '{}', FKs
+--     to users and sessions ON DELETE CASCADE, refresh_families_session_idx
+--     and refresh_families_user_idx), columns, types, NOT NULL, defaults,
+--     exactly their indexes and constraints; token_issue and
+--     signing_key_rotate VOLATILE PL/pgSQL, token_refresh VOLATILE SQL and
+--     jwks STABLE SQL definers; token_verify VOLATILE PARALLEL RESTRICTED
+--     C, not STRICT, not a definer; signing_key_secret, _signing_key_new,
+--     _jwt_sign, _refresh_token_new VOLATILE STRICT C; _ed25519 IMMUTABLE
+--     STRICT PARALLEL SAFE C; _refresh_token_parse STABLE C;
+--     _signing_keys_changed C trigger; _b64url and _reserved_claims
+--     IMMUTABLE PARALLEL SAFE SQL; _signing_key_ensure, _access_token,
+--     _token_refresh and _tokens_purge PL/pgSQL, not definers; argument
+--     names, defaults and results of all eighteen;
+--   * trusted devices: the table trusted_devices (unique 32-byte token
+--     hash under trusted_devices_token_hash_key, fingerprint of 1-512
+--     characters, name of at most 200, id DEFAULT gen_random_uuid(), FK to
+--     users ON DELETE CASCADE, trusted_devices_user_idx), columns, types,
+--     NOT NULL, defaults, exactly its indexes and constraints;
+--     device_trust and device_revoke PL/pgSQL, devices SQL, definers;
+--     _device_check, _devices_revoke_all and _devices_purge PL/pgSQL, not
+--     definers; argument names, defaults and results of all six; login's
+--     arguments with device_token DEFAULT NULL last;
+--   * email verification and password reset: the table user_tokens
+--     (32-byte token hash as primary key, purpose email_verification or
+--     password_reset, FK to users ON DELETE CASCADE, user_tokens_user_idx
+--     on (user_id, purpose)), columns, types, NOT NULL, defaults, exactly
+--     its indexes and constraints; email_verification_issue,
+--     email_verification_confirm, password_reset_issue and
+--     password_reset_confirm VOLATILE PL/pgSQL definers; _user_token_new,
+--     _user_token_take and _user_tokens_purge PL/pgSQL, not definers;
+--     argument names, defaults and results of all seven;
+--   * the settings authx.token_alg (enum EdDSA, HS256), token_ttl,
+--     token_role, token_issuer, token_audience, refresh_reuse_grace,
+--     verification_ttl, reset_ttl and device_ttl (all SUSET) with boot
+--     values, units and bounds;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(90);
+SELECT plan(111);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -143,6 +191,7 @@ SELECT set_eq(
        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
          AND d.deptype = 'e' AND e.extname = 'authx'$$,
     ARRAY[
+        'function authx._access_token(uuid,uuid,jsonb)',
         'function authx._account_tag(text)',
         'function authx._alert(timestamp with time zone,text,text,uuid,inet,text,jsonb)',
         'function authx._api_keys_cache()',
@@ -154,12 +203,18 @@ SELECT set_eq(
         'function authx._apikey_usage_pending(uuid)',
         'function authx._apikeys_purge(timestamp with time zone)',
         'function authx._audit_tx(text,authx.severity,uuid,jsonb)',
+        'function authx._b64url(bytea)',
+        'function authx._device_check(uuid,text)',
+        'function authx._devices_purge(timestamp with time zone)',
+        'function authx._devices_revoke_all(uuid,text)',
+        'function authx._ed25519(bytea,bytea)',
         'function authx._email_normalize(text)',
         'function authx._ip_blocked_sql(inet,timestamp with time zone)',
         'function authx._ip_blocks_changed()',
         'function authx._ip_blocks_live(timestamp with time zone)',
         'function authx._ip_key(inet)',
         'function authx._ipblock_purge(timestamp with time zone)',
+        'function authx._jwt_sign(jsonb)',
         'function authx._lockout_clear(uuid,inet)',
         'function authx._lockout_fail(uuid,inet)',
         'function authx._lockout_state(uuid,inet)',
@@ -175,14 +230,17 @@ SELECT set_eq(
         'function authx._permission_valid(text)',
         'function authx._permissions_normalize(text[],text)',
         'function authx._policy_changed()',
-        'function authx._rbac_changed()',
-        'function authx._rbac_purge(timestamp with time zone)',
         'function authx._rate_policy_merge_seed()',
         'function authx._ratelimit_purge(timestamp with time zone)',
+        'function authx._rbac_changed()',
+        'function authx._rbac_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
         'function authx._recovery_check(uuid,text)',
         'function authx._recovery_hash(uuid,text)',
+        'function authx._refresh_token_new(uuid,integer)',
+        'function authx._refresh_token_parse(text)',
         'function authx._require(anyelement,text)',
+        'function authx._reserved_claims()',
         'function authx._role_require(text)',
         'function authx._roles_check_cycle()',
         'function authx._session_insert(uuid,inet,text,interval)',
@@ -191,22 +249,30 @@ SELECT set_eq(
         'function authx._sessions_purge(timestamp with time zone)',
         'function authx._sessions_version()',
         'function authx._setting_interval(text,interval)',
+        'function authx._signing_key_ensure()',
+        'function authx._signing_key_new(text)',
+        'function authx._signing_keys_changed()',
         'function authx._stats()',
         'function authx._threat_block(inet,text,inet)',
         'function authx._threat_rule_merge_seed()',
         'function authx._token_new(text)',
+        'function authx._token_refresh(text,inet)',
+        'function authx._tokens_purge(timestamp with time zone)',
         'function authx._totp_check(uuid,text)',
         'function authx._totp_code(bytea,timestamp with time zone,integer,integer)',
         'function authx._totp_match(uuid,bytea,text,bigint,integer,integer,integer,timestamp with time zone)',
         'function authx._totp_seed_new(uuid)',
         'function authx._unseed()',
         'function authx._uri_encode(text)',
-        'function authx._user_inactive_mfa()',
         'function authx._user_deleted_roles()',
+        'function authx._user_inactive_mfa()',
         'function authx._user_lock(uuid)',
         'function authx._user_set_status(uuid,text,text)',
         'function authx._user_status_apikeys()',
         'function authx._user_status_revoke()',
+        'function authx._user_token_new(uuid,text,text,interval)',
+        'function authx._user_token_take(text,text,text)',
+        'function authx._user_tokens_purge(timestamp with time zone)',
         'function authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
         'function authx.apikey_list(uuid)',
         'function authx.apikey_revoke(uuid)',
@@ -218,6 +284,11 @@ SELECT set_eq(
         'function authx.audit_flush(interval)',
         'function authx.cache_status()',
         'function authx.cache_sync(interval)',
+        'function authx.device_revoke(uuid)',
+        'function authx.device_trust(uuid,text,text,interval)',
+        'function authx.devices(uuid)',
+        'function authx.email_verification_confirm(text)',
+        'function authx.email_verification_issue(uuid)',
         'function authx.has_permission(uuid,text)',
         'function authx.ip_allow(cidr,text)',
         'function authx.ip_block(cidr,interval,text)',
@@ -225,9 +296,12 @@ SELECT set_eq(
         'function authx.ip_blocks()',
         'function authx.ip_disallow(cidr)',
         'function authx.ip_unblock(cidr)',
-        'function authx.login(text,text,inet,text)',
+        'function authx.jwks()',
+        'function authx.login(text,text,inet,text,text)',
         'function authx.login_mfa(text,text,inet,text)',
         'function authx.maintenance_run()',
+        'function authx.password_reset_confirm(text,text)',
+        'function authx.password_reset_issue(text,inet)',
         'function authx.password_set(uuid,text)',
         'function authx.password_verify(uuid,text)',
         'function authx.rate_check(text,text,integer)',
@@ -252,8 +326,13 @@ SELECT set_eq(
         'function authx.session_revoke_id(uuid)',
         'function authx.session_validate(text,inet)',
         'function authx.sessions(uuid)',
+        'function authx.signing_key_rotate()',
+        'function authx.signing_key_secret(text)',
         'function authx.threat_rule_drop(text)',
         'function authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+        'function authx.token_issue(uuid,text,jsonb)',
+        'function authx.token_refresh(text,inet)',
+        'function authx.token_verify(text)',
         'function authx.totp_confirm(uuid,text)',
         'function authx.totp_disable(uuid)',
         'function authx.totp_enroll(uuid,text)',
@@ -281,11 +360,15 @@ SELECT set_eq(
         'table authx.mfa_totp',
         'table authx.rate_limit_overrides',
         'table authx.rate_limit_policies',
+        'table authx.refresh_families',
         'table authx.role_permissions',
         'table authx.roles',
         'table authx.sessions',
+        'table authx.signing_keys',
         'table authx.threat_rules',
+        'table authx.trusted_devices',
         'table authx.user_roles',
+        'table authx.user_tokens',
         'table authx.users',
         'type authx.apikey_verification',
         'type authx.rate_limit_result',
@@ -309,41 +392,47 @@ SELECT is_empty(
 );
 
 SELECT functions_are('authx', ARRAY[
-    '_account_tag', '_alert', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock', '_apikey_new',
-    '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_email_normalize', '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
-    '_ipblock_purge', '_lockout_clear', '_lockout_fail', '_lockout_state',
+    '_access_token', '_account_tag', '_alert', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
+    '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
+    '_audit_tx', '_b64url', '_device_check', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
+    '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
+    '_ipblock_purge', '_jwt_sign', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_mfa_challenge_new', '_mfa_failed', '_mfa_gate', '_mfa_purge',
     '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_permission_valid', '_permissions_normalize', '_policy_changed', '_rate_policy_merge_seed',
     '_ratelimit_purge',
-    '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_recovery_check', '_recovery_hash', '_require',
+    '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_recovery_check', '_recovery_hash', '_refresh_token_new',
+    '_refresh_token_parse', '_require', '_reserved_claims',
     '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
-    '_setting_interval', '_stats', '_threat_block', '_threat_rule_merge_seed', '_token_new',
+    '_setting_interval', '_signing_key_ensure', '_signing_key_new', '_signing_keys_changed', '_stats',
+    '_threat_block', '_threat_rule_merge_seed', '_token_new', '_token_refresh', '_tokens_purge',
     '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode',
     '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
-    '_user_status_revoke',
+    '_user_status_revoke', '_user_token_new', '_user_token_take', '_user_tokens_purge',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify',
-    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'has_permission',
-    'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'login', 'login_mfa',
-    'maintenance_run', 'password_set', 'password_verify',
+    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'device_revoke', 'device_trust', 'devices',
+    'email_verification_confirm', 'email_verification_issue', 'has_permission',
+    'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'jwks', 'login', 'login_mfa',
+    'maintenance_run', 'password_reset_confirm', 'password_reset_issue', 'password_set', 'password_verify',
     'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
     'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
-    'session_validate', 'sessions', 'threat_rule_drop', 'threat_rule_set',
+    'session_validate', 'sessions', 'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
+    'token_issue', 'token_refresh', 'token_verify',
     'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
     'user_permissions', 'user_revoke', 'user_roles', 'user_unlock'
 ], 'schema authx has exactly the extension functions');
 
 -- One signature per name: an overload (say maintenance_run(timestamptz)
--- coming back) would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 126,
-          'schema authx has exactly 126 functions (no overloads)');
+-- coming back, or the four-argument login next to the five-argument one)
+-- would be drift even if the names match.
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 157,
+          'schema authx has exactly 157 functions (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -363,18 +452,20 @@ SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'sev
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
 -- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the seventeen members.
+-- are not members; every other table must be one of the twenty-one members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
          AND c.relname NOT IN ('users', 'audit_log', 'audit_log_default', 'sessions', 'lockouts',
                                'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
                                'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules',
-                               'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges')
+                               'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges', 'signing_keys',
+                               'refresh_families', 'trusted_devices', 'user_tokens')
          AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
-    'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges and daily partitions'
+    'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, '
+    'trusted_devices, user_tokens and daily partitions'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -631,10 +722,12 @@ SELECT set_eq(
              ('authx.role_permissions', 'WHERE NOT seeded'), ('authx.user_roles', ''), ('authx.api_keys', ''),
              ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
              ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded'),
-             ('authx.mfa_totp', ''), ('authx.mfa_recovery_codes', '')$$,
+             ('authx.mfa_totp', ''), ('authx.mfa_recovery_codes', ''), ('authx.signing_keys', ''),
+             ('authx.refresh_families', ''), ('authx.trusted_devices', ''), ('authx.user_tokens', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
-    'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, and roles, role_permissions, '
-    'rate_limit_policies and threat_rules but the seeded rows (pg_extension_config_dump); not mfa_challenges'
+    'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, signing_keys, refresh_families, '
+    'trusted_devices, user_tokens, and roles, role_permissions, rate_limit_policies and threat_rules but the seeded '
+    'rows (pg_extension_config_dump); not mfa_challenges'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -722,7 +815,10 @@ SELECT set_eq(
              ('authx.users', 'users_inactive_mfa',
               'CREATE TRIGGER users_inactive_mfa BEFORE UPDATE OF deleted_at, status ON authx.users FOR EACH ROW '
               'WHEN ((((old.deleted_at IS NULL) AND (new.deleted_at IS NOT NULL)) OR ((old.status = ''active''::text) AND (new.status <> ''active''::text)))) '
-              'EXECUTE FUNCTION authx._user_inactive_mfa()')$$,
+              'EXECUTE FUNCTION authx._user_inactive_mfa()'),
+             ('authx.signing_keys', 'signing_keys_changed',
+              'CREATE TRIGGER signing_keys_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION authx._signing_keys_changed()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
@@ -730,7 +826,8 @@ SELECT set_eq(
     'rate_limit_policies_merge_seed, rate_limit_policies_changed, rate_limit_overrides_changed (statement: '
     'INSERT, UPDATE, DELETE, TRUNCATE), threat_rules_unseed, threat_rules_merge_seed, threat_rules_changed '
     '(statement), ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE), users_inactive_mfa (BEFORE UPDATE OF '
-    'deleted_at, status, row, when an account is deleted or stops being active)'
+    'deleted_at, status, row, when an account is deleted or stops being active), signing_keys_changed (statement: '
+    'INSERT, UPDATE, DELETE, TRUNCATE)'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -1159,6 +1256,353 @@ SELECT set_eq(
     '(30-3600), all but key_file SUSET'
 );
 
+-- ---------------------------------------------------------------- access tokens
+SELECT columns_are('authx', 'signing_keys', ARRAY[
+    'kid', 'alg', 'public_key', 'private_sealed', 'created_at', 'retired_at', 'verify_until'
+], 'authx.signing_keys columns (the private part only sealed)');
+SELECT columns_are('authx', 'refresh_families', ARRAY[
+    'id', 'user_id', 'session_id', 'generation', 'head_hashes', 'parent_hashes', 'rotated_at', 'claims',
+    'created_at', 'revoked_at', 'revoke_reason'
+], 'authx.refresh_families columns (no token column: only hashes)');
+-- public_key NULL is an HS256 key; retired_at and verify_until NULL a
+-- current one; a new family is generation 0 with no parent.
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default", a.attname::text COLLATE "default",
+             pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid IN ('authx.signing_keys'::regclass, 'authx.refresh_families'::regclass)
+         AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY c.relname DESC, a.attnum$$,
+    $$VALUES ('signing_keys', 'kid', 'text', true, NULL::text),
+             ('signing_keys', 'alg', 'text', true, NULL),
+             ('signing_keys', 'public_key', 'bytea', false, NULL),
+             ('signing_keys', 'private_sealed', 'bytea', true, NULL),
+             ('signing_keys', 'created_at', 'timestamp with time zone', true, 'clock_timestamp()'),
+             ('signing_keys', 'retired_at', 'timestamp with time zone', false, NULL),
+             ('signing_keys', 'verify_until', 'timestamp with time zone', false, NULL),
+             ('refresh_families', 'id', 'uuid', true, NULL),
+             ('refresh_families', 'user_id', 'uuid', true, NULL),
+             ('refresh_families', 'session_id', 'uuid', true, NULL),
+             ('refresh_families', 'generation', 'integer', true, '0'),
+             ('refresh_families', 'head_hashes', 'bytea[]', true, NULL),
+             ('refresh_families', 'parent_hashes', 'bytea[]', true, '''{}''::bytea[]'),
+             ('refresh_families', 'rotated_at', 'timestamp with time zone', false, NULL),
+             ('refresh_families', 'claims', 'jsonb', true, '''{}''::jsonb'),
+             ('refresh_families', 'created_at', 'timestamp with time zone', true, 'clock_timestamp()'),
+             ('refresh_families', 'revoked_at', 'timestamp with time zone', false, NULL),
+             ('refresh_families', 'revoke_reason', 'text', false, NULL)$$,
+    'signing_keys and refresh_families: column types, NOT NULL and defaults'
+);
+-- The purge and the revocations look families up by session and by user.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.signing_keys'::regclass, 'authx.refresh_families'::regclass)$$,
+    $$VALUES ('authx.signing_keys_pkey', 'CREATE UNIQUE INDEX signing_keys_pkey ON authx.signing_keys USING btree (kid)'),
+             ('authx.refresh_families_pkey',
+              'CREATE UNIQUE INDEX refresh_families_pkey ON authx.refresh_families USING btree (id)'),
+             ('authx.refresh_families_session_idx',
+              'CREATE INDEX refresh_families_session_idx ON authx.refresh_families USING btree (session_id)'),
+             ('authx.refresh_families_user_idx',
+              'CREATE INDEX refresh_families_user_idx ON authx.refresh_families USING btree (user_id)')$$,
+    'indexes of signing_keys and refresh_families are exactly their primary keys, refresh_families_session_idx '
+    'and refresh_families_user_idx'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.signing_keys'::regclass, 'authx.refresh_families'::regclass)$$,
+    $$VALUES ('authx.signing_keys', 'signing_keys_pkey', 'PRIMARY KEY (kid)'),
+             ('authx.signing_keys', 'signing_keys_kid_check', 'CHECK ((kid ~ ''^[A-Za-z0-9_-]{16}$''::text))'),
+             ('authx.signing_keys', 'signing_keys_alg_check',
+              'CHECK ((alg = ANY (ARRAY[''EdDSA''::text, ''HS256''::text])))'),
+             ('authx.signing_keys', 'signing_keys_public_key_check', 'CHECK ((octet_length(public_key) = 32))'),
+             ('authx.signing_keys', 'signing_keys_check',
+              'CHECK (((alg = ''EdDSA''::text) = (public_key IS NOT NULL)))'),
+             ('authx.signing_keys', 'signing_keys_check1',
+              'CHECK (((retired_at IS NULL) = (verify_until IS NULL)))'),
+             ('authx.refresh_families', 'refresh_families_pkey', 'PRIMARY KEY (id)'),
+             ('authx.refresh_families', 'refresh_families_user_id_fkey',
+              'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('authx.refresh_families', 'refresh_families_session_id_fkey',
+              'FOREIGN KEY (session_id) REFERENCES authx.sessions(id) ON DELETE CASCADE'),
+             ('authx.refresh_families', 'refresh_families_generation_check', 'CHECK ((generation >= 0))')$$,
+    'constraints of signing_keys and refresh_families are exactly these (a 16-character base64url kid, EdDSA '
+    'or HS256, a 32-byte public key for EdDSA only, retired_at and verify_until set together; families go with '
+    'their user and their session on delete, generation >= 0)'
+);
+-- The API: token_issue, token_refresh (SQL around the PL/pgSQL body
+-- _token_refresh), jwks and signing_key_rotate are definers; token_verify
+-- is the C hot path (reading keys and sessions itself, no definer);
+-- signing_key_secret is C and, with no grant, for superusers only; the
+-- signing, key and refresh-token primitives are C, _ed25519 IMMUTABLE
+-- for the RFC vectors; the rest are internal PL/pgSQL or SQL, no definer.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname = ANY (ARRAY['token_issue', 'token_refresh', 'token_verify', 'jwks', 'signing_key_rotate',
+                                    'signing_key_secret', '_signing_keys_changed', '_signing_key_new', '_jwt_sign',
+                                    '_ed25519', '_refresh_token_new', '_refresh_token_parse', '_b64url',
+                                    '_signing_key_ensure', '_reserved_claims', '_access_token', '_token_refresh',
+                                    '_tokens_purge'])$$,
+    $$VALUES ('authx.token_issue(uuid,text,jsonb)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx.token_refresh(text,inet)', 'sql', true, 'v', 'u', false, 'record'),
+             ('authx.token_verify(text)', 'c', false, 'v', 'r', false, 'jsonb'),
+             ('authx.jwks()', 'sql', true, 's', 'u', false, 'jsonb'),
+             ('authx.signing_key_rotate()', 'plpgsql', true, 'v', 'u', false, 'text'),
+             ('authx.signing_key_secret(text)', 'c', false, 'v', 'u', true, 'bytea'),
+             ('authx._signing_keys_changed()', 'c', false, 'v', 'u', false, 'trigger'),
+             ('authx._signing_key_new(text)', 'c', false, 'v', 'u', true, 'record'),
+             ('authx._jwt_sign(jsonb)', 'c', false, 'v', 'u', true, 'text'),
+             ('authx._ed25519(bytea,bytea)', 'c', false, 'i', 's', true, 'record'),
+             ('authx._refresh_token_new(uuid,integer)', 'c', false, 'v', 'u', true, 'record'),
+             ('authx._refresh_token_parse(text)', 'c', false, 's', 'u', false, 'record'),
+             ('authx._b64url(bytea)', 'sql', false, 'i', 's', true, 'text'),
+             ('authx._signing_key_ensure()', 'plpgsql', false, 'v', 'u', false, 'void'),
+             ('authx._reserved_claims()', 'sql', false, 'i', 's', false, 'text[]'),
+             ('authx._access_token(uuid,uuid,jsonb)', 'plpgsql', false, 'v', 'u', false, 'record'),
+             ('authx._token_refresh(text,inet)', 'plpgsql', false, 'v', 'u', false, 'record'),
+             ('authx._tokens_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
+    'token functions: token_issue, signing_key_rotate VOLATILE PL/pgSQL, token_refresh VOLATILE SQL and jwks '
+    'STABLE SQL definers; token_verify VOLATILE PARALLEL RESTRICTED C, not STRICT; signing_key_secret, '
+    '_signing_key_new, _jwt_sign, _refresh_token_new VOLATILE STRICT C; _ed25519 IMMUTABLE STRICT PARALLEL SAFE C; '
+    '_refresh_token_parse STABLE C, not STRICT; _signing_keys_changed C trigger; _b64url IMMUTABLE STRICT PARALLEL '
+    'SAFE SQL, _reserved_claims IMMUTABLE PARALLEL SAFE SQL; _signing_key_ensure, _access_token, _token_refresh, '
+    '_tokens_purge PL/pgSQL; no internal is a definer'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname = ANY (ARRAY['token_issue', 'token_refresh', 'token_verify', 'jwks', 'signing_key_rotate',
+                                    'signing_key_secret', '_signing_keys_changed', '_signing_key_new', '_jwt_sign',
+                                    '_ed25519', '_refresh_token_new', '_refresh_token_parse', '_b64url',
+                                    '_signing_key_ensure', '_reserved_claims', '_access_token', '_token_refresh',
+                                    '_tokens_purge'])
+       ORDER BY 1$$,
+    $$VALUES ('authx._access_token(uuid,uuid,jsonb)',
+              'p_user_id uuid, p_session_id uuid, p_claims jsonb, OUT access_token text, '
+              'OUT expires_at timestamp with time zone', 'record'),
+             ('authx._b64url(bytea)', 'p bytea', 'text'),
+             ('authx._ed25519(bytea,bytea)', 'seed bytea, message bytea, OUT public_key bytea, OUT signature bytea',
+              'record'),
+             ('authx._jwt_sign(jsonb)', 'claims jsonb', 'text'),
+             ('authx._refresh_token_new(uuid,integer)',
+              'family uuid, generation integer, OUT token text, OUT token_hash bytea', 'record'),
+             ('authx._refresh_token_parse(text)',
+              'token text, OUT family uuid, OUT generation integer, OUT token_hash bytea', 'record'),
+             ('authx._reserved_claims()', '', 'text[]'),
+             ('authx._signing_key_ensure()', '', 'void'),
+             ('authx._signing_key_new(text)', 'alg text, OUT kid text, OUT public_key bytea, OUT private_sealed bytea',
+              'record'),
+             ('authx._signing_keys_changed()', '', 'trigger'),
+             ('authx._token_refresh(text,inet)',
+              'p_token text, p_ip inet, OUT status text, OUT access_token text, '
+              'OUT expires_at timestamp with time zone, OUT refresh_token text', 'SETOF record'),
+             ('authx._tokens_purge(timestamp with time zone)', 'p_now timestamp with time zone', 'jsonb'),
+             ('authx.jwks()', '', 'jsonb'),
+             ('authx.signing_key_rotate()', '', 'text'),
+             ('authx.signing_key_secret(text)', 'kid text', 'bytea'),
+             ('authx.token_issue(uuid,text,jsonb)',
+              'user_id uuid, session_token text DEFAULT NULL::text, claims jsonb DEFAULT ''{}''::jsonb',
+              'TABLE(access_token text, expires_at timestamp with time zone, refresh_token text)'),
+             ('authx.token_refresh(text,inet)', 'refresh_token text, ip inet DEFAULT NULL::inet',
+              'TABLE(status text, access_token text, expires_at timestamp with time zone, refresh_token text)'),
+             ('authx.token_verify(text)', 'access_token text', 'jsonb')$$,
+    'token functions: argument names, defaults (session_token NULL, claims ''{}''; ip NULL) and results'
+);
+
+-- ---------------------------------------------------------------- trusted devices
+SELECT columns_are('authx', 'trusted_devices', ARRAY[
+    'id', 'user_id', 'token_hash', 'fingerprint', 'name', 'created_at', 'expires_at', 'last_used_at', 'revoked_at'
+], 'authx.trusted_devices columns (no token column: only its hash)');
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid = 'authx.trusted_devices'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY a.attnum$$,
+    $$VALUES ('id', 'uuid', true, 'gen_random_uuid()'),
+             ('user_id', 'uuid', true, NULL::text),
+             ('token_hash', 'bytea', true, NULL),
+             ('fingerprint', 'text', true, NULL),
+             ('name', 'text', false, NULL),
+             ('created_at', 'timestamp with time zone', true, 'clock_timestamp()'),
+             ('expires_at', 'timestamp with time zone', true, NULL),
+             ('last_used_at', 'timestamp with time zone', false, NULL),
+             ('revoked_at', 'timestamp with time zone', false, NULL)$$,
+    'trusted_devices: column types, NOT NULL and defaults'
+);
+-- login looks a device token up by its hash.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid = 'authx.trusted_devices'::regclass$$,
+    $$VALUES ('authx.trusted_devices_pkey',
+              'CREATE UNIQUE INDEX trusted_devices_pkey ON authx.trusted_devices USING btree (id)'),
+             ('authx.trusted_devices_token_hash_key',
+              'CREATE UNIQUE INDEX trusted_devices_token_hash_key ON authx.trusted_devices USING btree (token_hash)'),
+             ('authx.trusted_devices_user_idx',
+              'CREATE INDEX trusted_devices_user_idx ON authx.trusted_devices USING btree (user_id)')$$,
+    'indexes of trusted_devices are exactly its primary key, trusted_devices_token_hash_key and trusted_devices_user_idx'
+);
+SELECT set_eq(
+    $$SELECT c.conname::text, pg_catalog.pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid = 'authx.trusted_devices'::regclass$$,
+    $$VALUES ('trusted_devices_pkey', 'PRIMARY KEY (id)'),
+             ('trusted_devices_user_id_fkey', 'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('trusted_devices_token_hash_key', 'UNIQUE (token_hash)'),
+             ('trusted_devices_token_hash_check', 'CHECK ((octet_length(token_hash) = 32))'),
+             ('trusted_devices_fingerprint_check',
+              'CHECK (((length(fingerprint) >= 1) AND (length(fingerprint) <= 512)))'),
+             ('trusted_devices_name_check', 'CHECK ((length(name) <= 200))')$$,
+    'constraints of trusted_devices are exactly these (devices go with their user on delete, a unique 32-byte hash, '
+    'a fingerprint of 1-512 characters, a name of at most 200)'
+);
+-- device_trust, devices and device_revoke are definers for authx_app;
+-- _device_check (login), _devices_revoke_all (totp_disable, password
+-- reset) and _devices_purge (maintenance) are PL/pgSQL, no definer.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname ~ 'device'$$,
+    $$VALUES ('authx.device_trust(uuid,text,text,interval)', 'plpgsql', true, 'v', 'u', false, 'text'),
+             ('authx.devices(uuid)', 'sql', true, 's', 'u', true, 'record'),
+             ('authx.device_revoke(uuid)', 'plpgsql', true, 'v', 'u', true, 'boolean'),
+             ('authx._device_check(uuid,text)', 'plpgsql', false, 'v', 'u', false, 'uuid'),
+             ('authx._devices_revoke_all(uuid,text)', 'plpgsql', false, 'v', 'u', false, 'integer'),
+             ('authx._devices_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
+    'device functions: device_trust VOLATILE PL/pgSQL, device_revoke VOLATILE STRICT PL/pgSQL and devices STABLE '
+    'STRICT SQL definers; _device_check, _devices_revoke_all, _devices_purge VOLATILE PL/pgSQL, not definers'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace AND p.proname ~ 'device' ORDER BY 1$$,
+    $$VALUES ('authx._device_check(uuid,text)', 'p_user_id uuid, p_token text', 'uuid'),
+             ('authx._devices_purge(timestamp with time zone)', 'p_now timestamp with time zone', 'jsonb'),
+             ('authx._devices_revoke_all(uuid,text)', 'p_user_id uuid, p_reason text', 'integer'),
+             ('authx.device_revoke(uuid)', 'device_id uuid', 'boolean'),
+             ('authx.device_trust(uuid,text,text,interval)',
+              'user_id uuid, device_fingerprint text, name text DEFAULT NULL::text, ttl interval DEFAULT NULL::interval',
+              'text'),
+             ('authx.devices(uuid)', 'user_id uuid',
+              'TABLE(device_id uuid, name text, fingerprint text, created_at timestamp with time zone, '
+              'expires_at timestamp with time zone, last_used_at timestamp with time zone)')$$,
+    'device functions: argument names, defaults (name and ttl NULL) and results'
+);
+-- The device token comes last, so existing calls keep working.
+SELECT is(pg_catalog.pg_get_function_arguments('authx.login(text,text,inet,text,text)'::regprocedure),
+          'email text, password text, ip inet DEFAULT NULL::inet, user_agent text DEFAULT NULL::text, '
+          'device_token text DEFAULT NULL::text',
+          'login(email, password, ip DEFAULT NULL, user_agent DEFAULT NULL, device_token DEFAULT NULL)');
+
+-- ---------------------------------------------------------------- email verification and password reset
+SELECT columns_are('authx', 'user_tokens', ARRAY[
+    'token_hash', 'user_id', 'purpose', 'email', 'created_at', 'expires_at', 'used_at'
+], 'authx.user_tokens columns (no token column: only its hash)');
+SELECT results_eq(
+    $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid = 'authx.user_tokens'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY a.attnum$$,
+    $$VALUES ('token_hash', 'bytea', true, NULL::text),
+             ('user_id', 'uuid', true, NULL),
+             ('purpose', 'text', true, NULL),
+             ('email', 'text', true, NULL),
+             ('created_at', 'timestamp with time zone', true, 'clock_timestamp()'),
+             ('expires_at', 'timestamp with time zone', true, NULL),
+             ('used_at', 'timestamp with time zone', false, NULL)$$,
+    'user_tokens: column types, NOT NULL and defaults'
+);
+-- A new token deletes the user's unused ones of its purpose.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid = 'authx.user_tokens'::regclass$$,
+    $$VALUES ('authx.user_tokens_pkey', 'CREATE UNIQUE INDEX user_tokens_pkey ON authx.user_tokens USING btree (token_hash)'),
+             ('authx.user_tokens_user_idx',
+              'CREATE INDEX user_tokens_user_idx ON authx.user_tokens USING btree (user_id, purpose)')$$,
+    'indexes of user_tokens are exactly its primary key (token_hash) and user_tokens_user_idx (user_id, purpose)'
+);
+SELECT set_eq(
+    $$SELECT c.conname::text, pg_catalog.pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid = 'authx.user_tokens'::regclass$$,
+    $$VALUES ('user_tokens_pkey', 'PRIMARY KEY (token_hash)'),
+             ('user_tokens_token_hash_check', 'CHECK ((octet_length(token_hash) = 32))'),
+             ('user_tokens_user_id_fkey', 'FOREIGN KEY (user_id) REFERENCES authx.users(id) ON DELETE CASCADE'),
+             ('user_tokens_purpose_check',
+              'CHECK ((purpose = ANY (ARRAY[''email_verification''::text, ''password_reset''::text])))')$$,
+    'constraints of user_tokens are exactly these (a 32-byte hash, tokens go with their user on delete, '
+    'purpose email_verification or password_reset)'
+);
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname ~ '^(_user_token|email_verification_|password_reset_)'$$,
+    $$VALUES ('authx.email_verification_issue(uuid)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx.email_verification_confirm(text)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx.password_reset_issue(text,inet)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx.password_reset_confirm(text,text)', 'plpgsql', true, 'v', 'u', false, 'record'),
+             ('authx._user_token_new(uuid,text,text,interval)', 'plpgsql', false, 'v', 'u', false, 'record'),
+             ('authx._user_token_take(text,text,text)', 'plpgsql', false, 'v', 'u', false, 'record'),
+             ('authx._user_tokens_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
+    'verification functions: email_verification_issue, email_verification_confirm, password_reset_issue, '
+    'password_reset_confirm VOLATILE PL/pgSQL definers, not STRICT (bad input is answered, not raised); '
+    '_user_token_new, _user_token_take, _user_tokens_purge PL/pgSQL, not definers'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname ~ '^(_user_token|email_verification_|password_reset_)' ORDER BY 1$$,
+    $$VALUES ('authx._user_token_new(uuid,text,text,interval)',
+              'p_user_id uuid, p_purpose text, p_email text, p_ttl interval, OUT token text, '
+              'OUT expires_at timestamp with time zone', 'record'),
+             ('authx._user_token_take(text,text,text)',
+              'p_token text, p_purpose text, p_prefix text, OUT verdict text, OUT user_id uuid, OUT token_hash bytea',
+              'record'),
+             ('authx._user_tokens_purge(timestamp with time zone)', 'p_now timestamp with time zone', 'jsonb'),
+             ('authx.email_verification_confirm(text)', 'token text', 'TABLE(status text, user_id uuid)'),
+             ('authx.email_verification_issue(uuid)', 'user_id uuid',
+              'TABLE(token text, email text, expires_at timestamp with time zone)'),
+             ('authx.password_reset_confirm(text,text)', 'token text, new_password text',
+              'TABLE(status text, user_id uuid)'),
+             ('authx.password_reset_issue(text,inet)', 'email text, ip inet DEFAULT NULL::inet',
+              'TABLE(token text, expires_at timestamp with time zone)')$$,
+    'verification functions: argument names, defaults (ip NULL) and results'
+);
+-- The settings of tokens, devices and verification: all for superusers.
+SELECT set_eq(
+    $$SELECT name::text, vartype::text, boot_val::text, coalesce(unit, '')::text AS unit, context::text,
+             coalesce(min_val, '')::text AS min_val, coalesce(max_val, '')::text AS max_val,
+             coalesce(enumvals::text, '') AS enumvals
+        FROM pg_catalog.pg_settings WHERE name ~ '^authx\.(token_|refresh_|verification_|reset_|device_)'$$,
+    $$VALUES ('authx.token_alg', 'enum', 'EdDSA', '', 'superuser', '', '', '{EdDSA,HS256}'),
+             ('authx.token_ttl', 'integer', '900', 's', 'superuser', '1', '86400', ''),
+             ('authx.token_role', 'string', 'authenticated', '', 'superuser', '', '', ''),
+             ('authx.token_issuer', 'string', '', '', 'superuser', '', '', ''),
+             ('authx.token_audience', 'string', '', '', 'superuser', '', '', ''),
+             ('authx.refresh_reuse_grace', 'integer', '10', 's', 'superuser', '0', '300', ''),
+             ('authx.verification_ttl', 'integer', '86400', 's', 'superuser', '60', '2592000', ''),
+             ('authx.reset_ttl', 'integer', '3600', 's', 'superuser', '60', '86400', ''),
+             ('authx.device_ttl', 'integer', '2592000', 's', 'superuser', '60', '31536000', '')$$,
+    'token settings: token_alg EdDSA (EdDSA or HS256), token_ttl 900 s (1-86400), token_role authenticated, '
+    'token_issuer and token_audience empty, refresh_reuse_grace 10 s (0-300), verification_ttl 1 day '
+    '(60 s - 30 days), reset_ttl 1 hour (60 s - 1 day), device_ttl 30 days (60 s - 365 days), all SUSET'
+);
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -1185,14 +1629,22 @@ SELECT set_eq(
         'authx.apikey_update(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval,text[])',
         'authx.apikey_usage(uuid,timestamp with time zone)',
         'authx.audit(text,text,uuid,inet,jsonb,text)',
+        'authx.device_revoke(uuid)',
+        'authx.device_trust(uuid,text,text,interval)',
+        'authx.devices(uuid)',
+        'authx.email_verification_confirm(text)',
+        'authx.email_verification_issue(uuid)',
         'authx.ip_allow(cidr,text)',
         'authx.ip_block(cidr,interval,text)',
         'authx.ip_blocks()',
         'authx.ip_disallow(cidr)',
         'authx.ip_unblock(cidr)',
-        'authx.login(text,text,inet,text)',
+        'authx.jwks()',
+        'authx.login(text,text,inet,text,text)',
         'authx.login_mfa(text,text,inet,text)',
         'authx.maintenance_run()',
+        'authx.password_reset_confirm(text,text)',
+        'authx.password_reset_issue(text,inet)',
         'authx.password_set(uuid,text)',
         'authx.password_verify(uuid,text)',
         'authx.rate_override_remove(text,text)',
@@ -1213,8 +1665,11 @@ SELECT set_eq(
         'authx.session_revoke_all(uuid,text)',
         'authx.session_revoke_id(uuid)',
         'authx.sessions(uuid)',
+        'authx.signing_key_rotate()',
         'authx.threat_rule_drop(text)',
         'authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
+        'authx.token_issue(uuid,text,jsonb)',
+        'authx.token_refresh(text,inet)',
         'authx.totp_confirm(uuid,text)',
         'authx.totp_disable(uuid)',
         'authx.totp_enroll(uuid,text)',
@@ -1308,7 +1763,7 @@ SELECT set_eq(
              ('authx.password_verify(uuid,text)', 'authx_app'),
              ('authx.password_set(uuid,text)', 'authx_app'),
              ('authx.audit(text,text,uuid,inet,jsonb,text)', 'authx_app'),
-             ('authx.login(text,text,inet,text)', 'authx_app'),
+             ('authx.login(text,text,inet,text,text)', 'authx_app'),
              ('authx.session_create(uuid,inet,text,interval)', 'authx_app'),
              ('authx.session_validate(text,inet)', 'authx_app'),
              ('authx.session_info(text)', 'authx_app'),
@@ -1339,6 +1794,17 @@ SELECT set_eq(
              ('authx.recovery_codes_generate(uuid)', 'authx_app'),
              ('authx.recovery_code_use(uuid,text)', 'authx_app'),
              ('authx.login_mfa(text,text,inet,text)', 'authx_app'),
+             ('authx.token_issue(uuid,text,jsonb)', 'authx_app'),
+             ('authx.token_refresh(text,inet)', 'authx_app'),
+             ('authx.token_verify(text)', 'authx_app'),
+             ('authx.jwks()', 'authx_app'),
+             ('authx.device_trust(uuid,text,text,interval)', 'authx_app'),
+             ('authx.devices(uuid)', 'authx_app'),
+             ('authx.device_revoke(uuid)', 'authx_app'),
+             ('authx.email_verification_issue(uuid)', 'authx_app'),
+             ('authx.email_verification_confirm(text)', 'authx_app'),
+             ('authx.password_reset_issue(text,inet)', 'authx_app'),
+             ('authx.password_reset_confirm(text,text)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -1366,10 +1832,13 @@ SELECT set_eq(
              ('authx.ip_blocks()', 'authx_admin'),
              ('authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)', 'authx_admin'),
              ('authx.threat_rule_drop(text)', 'authx_admin'),
-             ('authx.security_summary(interval)', 'authx_admin')$$,
+             ('authx.security_summary(interval)', 'authx_admin'),
+             ('authx.signing_key_rotate()', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones (none on _threat_block, _alert, _account_tag, _ip_key, '
     '_policy_changed, _unseed, _threat_rule_merge_seed, nor on the MFA internals _totp_*, _mfa_*, _recovery_*, '
-    '_uri_encode, _user_inactive_mfa)'
+    '_uri_encode, _user_inactive_mfa, nor on signing_key_secret (superuser only) and the token, device and '
+    'verification internals _signing_key*, _jwt_sign, _ed25519, _b64url, _refresh_token_*, _reserved_claims, '
+    '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*)'
 );
 
 -- Exactly the documented relation grants (owner excluded; column grants
@@ -1392,7 +1861,8 @@ SELECT set_eq(
              ('threat_rules', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
     'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks, '
-    'threat_rules for authx_admin (nothing on api_keys, mfa_totp, mfa_recovery_codes, mfa_challenges)'
+    'threat_rules for authx_admin (nothing on api_keys, mfa_totp, mfa_recovery_codes, mfa_challenges, '
+    'signing_keys, refresh_families, trusted_devices, user_tokens)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

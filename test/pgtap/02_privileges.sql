@@ -38,14 +38,30 @@
 --     trigger function _user_inactive_mfa), read authx.key_file (SHOW,
 --     current_setting) or change the SUSET settings totp_digits,
 --     totp_period, totp_window, mfa_max_failures, mfa_challenge_ttl — all
---     42501; can use its thirty-five functions (the API key functions,
+--     42501; cannot read or write authx.signing_keys (sealed private keys),
+--     refresh_families, trusted_devices or user_tokens, call
+--     signing_key_rotate, signing_key_secret (an HS256 secret) or the token,
+--     device and verification internals (_signing_keys_changed,
+--     _signing_key_new, _signing_key_ensure, _jwt_sign (any claims),
+--     _ed25519, _b64url, _reserved_claims, _access_token (a token for any
+--     user), _refresh_token_new, _refresh_token_parse, _token_refresh,
+--     _tokens_purge, _device_check, _devices_revoke_all, _devices_purge,
+--     _user_token_new (a reset token for any user), _user_token_take,
+--     _user_tokens_purge), nor change the SUSET settings token_alg,
+--     token_ttl, token_role, token_issuer, token_audience,
+--     refresh_reuse_grace, verification_ttl, reset_ttl, device_ttl — all
+--     42501; can use its forty-six functions (the API key functions,
 --     apikey_verify with an ip included, has_permission, user_permissions,
 --     user_roles, rate_limit, rate_peek, rate_check, ip_blocked and the MFA
 --     API included: totp_enroll with its otpauth URI, totp_confirm and
 --     totp_verify with codes computed from the secret, recovery_codes_generate,
 --     recovery_code_use, login answering mfa_required, login_mfa with a
---     recovery code, totp_disable), and user_get never exposes a password
---     hash;
+--     recovery code, device_trust, devices, login with the device token
+--     answering ok, device_revoke, totp_disable; token_issue with a custom
+--     claim, token_verify, token_refresh, jwks listing the key the token
+--     names; email_verification_issue and _confirm, password_reset_issue
+--     and _confirm, the new password working), and user_get never exposes a
+--     password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
@@ -71,9 +87,14 @@
 --     (key hashes), the three MFA tables (sealed seeds, code and challenge
 --     hashes), authx.redis_url (it may hold a password) or authx.key_file,
 --     nor change the MFA settings; authx.redis_url and authx.key_file are in
---     no row of pg_settings it sees; it inherits the MFA API;
+--     no row of pg_settings it sees; it inherits the MFA API; it rotates
+--     the signing keys (signing_key_rotate, the new kid in jwks) but cannot
+--     read or write signing_keys, refresh_families, trusted_devices or
+--     user_tokens, call signing_key_secret or any token, device or
+--     verification internal, nor change token_alg, token_ttl, token_role;
 --   * neither role has a table or column privilege on mfa_totp,
---     mfa_recovery_codes or mfa_challenges;
+--     mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families,
+--     trusted_devices or user_tokens;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
 --     non-NULL arguments, so a STRICT function cannot short-circuit; a
@@ -87,7 +108,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(459);
+SELECT plan(579);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -96,6 +117,8 @@ SET authx.password_opslimit = 1;
 SELECT authx.user_create('pgtap-privs-1@example.com', 'privs password 1') AS uid \gset
 -- A user for the MFA functions (its login answers mfa_required once TOTP is on).
 SELECT authx.user_create('pgtap-privs-mfa@example.com', 'privs mfa password') AS mfa_uid \gset
+-- A user whose password the application resets (a reset revokes its sessions).
+SELECT authx.user_create('pgtap-privs-reset@example.com', 'privs reset password 1') AS reset_uid \gset
 -- RFC 4648 base32 (no padding) to bytes: the app is shown the TOTP secret,
 -- the superuser computes codes from it with authx._totp_code.
 CREATE FUNCTION pg_temp.base32_decode(p text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
@@ -182,6 +205,14 @@ SELECT throws_ok($$SELECT current_setting('authx.key_file')$$, '42501', NULL,
 SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || call)
   FROM (VALUES ('SET authx.totp_window = 10'), ('SET authx.totp_digits = 8'), ('SET authx.totp_period = 300'),
                ('SET authx.mfa_max_failures = 1000'), ('SET authx.mfa_challenge_ttl = 3600')) v(call);
+-- Token, device and verification settings: SUSET (a longer token_ttl, another
+-- role claim, HS256 would all be the application's to choose otherwise).
+SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || call)
+  FROM (VALUES ($$SET authx.token_alg = 'HS256'$$), ('SET authx.token_ttl = 86400'),
+               ($$SET authx.token_role = 'postgres'$$), ($$SET authx.token_issuer = 'forged'$$),
+               ($$SET authx.token_audience = 'forged'$$), ('SET authx.refresh_reuse_grace = 300'),
+               ('SET authx.verification_ttl = 2592000'), ('SET authx.reset_ttl = 86400'),
+               ('SET authx.device_ttl = 31536000')) v(call);
 -- Roles and permissions, API keys.
 SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
   FROM (VALUES
@@ -278,7 +309,39 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call _mfa_challenge_new (a challenge without the password)',
      format('SELECT * FROM authx._mfa_challenge_new(%L, NULL, NULL)', :'mfa_uid')),
     ('call _mfa_purge', 'SELECT authx._mfa_purge(now())'),
-    ('call _user_inactive_mfa', 'SELECT authx._user_inactive_mfa()')) v(what, call);
+    ('call _user_inactive_mfa', 'SELECT authx._user_inactive_mfa()'),
+    ('SELECT authx.signing_keys (sealed private keys)', 'SELECT * FROM authx.signing_keys'),
+    ('INSERT into authx.signing_keys (plant a key)',
+     $$INSERT INTO authx.signing_keys (kid, alg, private_sealed) VALUES ('AAAAAAAAAAAAAAAA', 'HS256', '\x00')$$),
+    ('SELECT authx.refresh_families', 'SELECT * FROM authx.refresh_families'),
+    ('UPDATE authx.refresh_families (revive a family)', 'UPDATE authx.refresh_families SET revoked_at = NULL'),
+    ('SELECT authx.trusted_devices', 'SELECT * FROM authx.trusted_devices'),
+    ('UPDATE authx.trusted_devices (trust forever)', $$UPDATE authx.trusted_devices SET expires_at = 'infinity'$$),
+    ('SELECT authx.user_tokens', 'SELECT * FROM authx.user_tokens'),
+    ('UPDATE authx.user_tokens (reuse a token)', 'UPDATE authx.user_tokens SET used_at = NULL'),
+    ('call signing_key_rotate', 'SELECT authx.signing_key_rotate()'),
+    ('call signing_key_secret (read an HS256 secret)', $$SELECT authx.signing_key_secret('AAAAAAAAAAAAAAAA')$$),
+    ('call _signing_keys_changed', 'SELECT authx._signing_keys_changed()'),
+    ('call _signing_key_new', $$SELECT * FROM authx._signing_key_new('HS256')$$),
+    ('call _signing_key_ensure', 'SELECT authx._signing_key_ensure()'),
+    ('call _jwt_sign (forge any claims)', $$SELECT authx._jwt_sign('{"sub": "forged", "role": "postgres"}')$$),
+    ('call _ed25519', $$SELECT * FROM authx._ed25519('\x00', '\x00')$$),
+    ('call _b64url', $$SELECT authx._b64url('\x00')$$),
+    ('call _reserved_claims', 'SELECT authx._reserved_claims()'),
+    ('call _access_token (a token for any user)',
+     format($$SELECT * FROM authx._access_token(%L, '00000000-0000-0000-0000-000000000000', '{}')$$, :'uid')),
+    ('call _refresh_token_new (mint a refresh token)',
+     $$SELECT * FROM authx._refresh_token_new('00000000-0000-0000-0000-000000000000', 0)$$),
+    ('call _refresh_token_parse', $$SELECT * FROM authx._refresh_token_parse('axr_x')$$),
+    ('call _token_refresh', $$SELECT * FROM authx._token_refresh('axr_x', NULL)$$),
+    ('call _tokens_purge', 'SELECT authx._tokens_purge(now())'),
+    ('call _device_check', format($$SELECT authx._device_check(%L, 'axd_x')$$, :'mfa_uid')),
+    ('call _devices_revoke_all', format($$SELECT authx._devices_revoke_all(%L, 'forged')$$, :'mfa_uid')),
+    ('call _devices_purge', 'SELECT authx._devices_purge(now())'),
+    ('call _user_token_new (a reset token for any user)',
+     format($$SELECT * FROM authx._user_token_new(%L, 'password_reset', 'x@example.com', '1 hour')$$, :'uid')),
+    ('call _user_token_take', $$SELECT * FROM authx._user_token_take('axp_x', 'password_reset', 'axp_')$$),
+    ('call _user_tokens_purge', 'SELECT authx._user_tokens_purge(now())')) v(what, call);
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -340,7 +403,38 @@ SELECT status AS mfa_status, session_token AS mfa_challenge
 SELECT is(:'mfa_status'::text, 'mfa_required', 'app: login answers mfa_required once TOTP is on');
 SELECT is((SELECT status FROM authx.login_mfa(:'mfa_challenge', (:'mfa_codes'::text[])[2], '192.0.2.13')), 'ok',
           'app: login_mfa works (with a recovery code)');
+-- A trusted device: a login with its token skips the second factor.
+SELECT authx.device_trust(:'mfa_uid', 'pgtap-privs-device', 'privs laptop') AS mfa_device \gset
+SELECT matches(:'mfa_device'::text, '^axd_[A-Za-z0-9_-]{43}$', 'app: device_trust works (an axd_ token)');
+SELECT is((SELECT (name, fingerprint)::text FROM authx.devices(:'mfa_uid')), '("privs laptop",pgtap-privs-device)',
+          'app: devices works');
+SELECT is((SELECT status FROM authx.login('pgtap-privs-mfa@example.com', 'privs mfa password', '192.0.2.13', NULL,
+                                          :'mfa_device')), 'ok',
+          'app: login with a trusted device token answers ok');
+SELECT is(authx.device_revoke((SELECT device_id FROM authx.devices(:'mfa_uid'))), true, 'app: device_revoke works');
 SELECT is(authx.totp_disable(:'mfa_uid'), true, 'app: totp_disable works');
+-- Access and refresh tokens (the signing key is made on first use, in this
+-- transaction).
+SELECT access_token AS app_at, refresh_token AS app_rt
+  FROM authx.token_issue(:'uid', claims => '{"tenant": "privs"}') \gset
+SELECT is((SELECT (c->>'sub', c->>'tenant')::text FROM authx.token_verify(:'app_at') c), format('(%s,privs)', :'uid'),
+          'app: token_issue and token_verify work');
+SELECT is((SELECT status FROM authx.token_refresh(:'app_rt', '192.0.2.10')), 'ok', 'app: token_refresh works');
+SELECT ok(authx.jwks()->'keys' @> jsonb_build_array(jsonb_build_object('kid',
+              convert_from(decode(rpad(translate(split_part(:'app_at', '.', 1), '-_', '+/'),
+                                       (length(split_part(:'app_at', '.', 1)) + 3) / 4 * 4, '='), 'base64'),
+                           'UTF8')::jsonb->>'kid')),
+          'app: jwks works (it lists the key the access token names)');
+-- Email verification and password reset.
+SELECT token AS ev_token FROM authx.email_verification_issue(:'uid') \gset
+SELECT matches(:'ev_token'::text, '^axv_[A-Za-z0-9_-]{43}$', 'app: email_verification_issue works (an axv_ token)');
+SELECT is((SELECT (status, user_id)::text FROM authx.email_verification_confirm(:'ev_token')), format('(ok,%s)', :'uid'),
+          'app: email_verification_confirm works');
+SELECT token AS pr_token FROM authx.password_reset_issue('pgtap-privs-reset@example.com', '192.0.2.14') \gset
+SELECT matches(:'pr_token'::text, '^axp_[A-Za-z0-9_-]{43}$', 'app: password_reset_issue works (an axp_ token)');
+SELECT is((SELECT (status, user_id)::text FROM authx.password_reset_confirm(:'pr_token', 'privs reset password 2')),
+          format('(ok,%s)', :'reset_uid'), 'app: password_reset_confirm works');
+SELECT is(authx.password_verify(:'reset_uid', 'privs reset password 2'), true, 'app: the new password works');
 
 RESET ROLE;
 
@@ -517,6 +611,46 @@ SELECT throws_ok(call, '42501', NULL, 'admin: cannot ' || what)
 SELECT is((SELECT count(*) FROM pg_catalog.pg_settings WHERE name = 'authx.key_file')::int, 0,
           'admin: authx.key_file is not in pg_settings');
 SELECT is(authx.totp_disable(:'mfa_uid'), false, 'admin inherits authx_app: totp_disable works (nothing left)');
+-- Access tokens: the administrator rotates the signing keys but reads none
+-- of them, nor the refresh families, trusted devices or user tokens.
+SELECT authx.signing_key_rotate() AS admin_kid \gset
+SELECT matches(:'admin_kid'::text, '^[A-Za-z0-9_-]{16}$', 'admin: signing_key_rotate works (a new kid)');
+SELECT ok(authx.jwks()->'keys' @> jsonb_build_array(jsonb_build_object('kid', :'admin_kid'::text)),
+          'admin inherits authx_app: jwks lists the new key');
+SELECT throws_ok(call, '42501', NULL, 'admin: cannot ' || what)
+  FROM (VALUES
+    ('SELECT authx.signing_keys (sealed private keys)', 'SELECT kid FROM authx.signing_keys'),
+    ('SELECT authx.refresh_families', 'SELECT * FROM authx.refresh_families'),
+    ('SELECT authx.trusted_devices', 'SELECT * FROM authx.trusted_devices'),
+    ('SELECT authx.user_tokens', 'SELECT * FROM authx.user_tokens'),
+    ('DELETE from authx.signing_keys', 'DELETE FROM authx.signing_keys'),
+    ('UPDATE authx.refresh_families', 'UPDATE authx.refresh_families SET revoked_at = NULL'),
+    ('DELETE from authx.trusted_devices', 'DELETE FROM authx.trusted_devices'),
+    ('UPDATE authx.user_tokens', 'UPDATE authx.user_tokens SET used_at = NULL'),
+    ('call signing_key_secret (superuser only)', format('SELECT authx.signing_key_secret(%L)', :'admin_kid')),
+    ('call _signing_keys_changed', 'SELECT authx._signing_keys_changed()'),
+    ('call _signing_key_new', $$SELECT * FROM authx._signing_key_new('HS256')$$),
+    ('call _signing_key_ensure', 'SELECT authx._signing_key_ensure()'),
+    ('call _jwt_sign', $$SELECT authx._jwt_sign('{"sub": "forged"}')$$),
+    ('call _ed25519', $$SELECT * FROM authx._ed25519('\x00', '\x00')$$),
+    ('call _b64url', $$SELECT authx._b64url('\x00')$$),
+    ('call _reserved_claims', 'SELECT authx._reserved_claims()'),
+    ('call _access_token',
+     format($$SELECT * FROM authx._access_token(%L, '00000000-0000-0000-0000-000000000000', '{}')$$, :'uid')),
+    ('call _refresh_token_new', $$SELECT * FROM authx._refresh_token_new('00000000-0000-0000-0000-000000000000', 0)$$),
+    ('call _refresh_token_parse', $$SELECT * FROM authx._refresh_token_parse('axr_x')$$),
+    ('call _token_refresh', $$SELECT * FROM authx._token_refresh('axr_x', NULL)$$),
+    ('call _tokens_purge', $$SELECT authx._tokens_purge(now() + interval '10 years')$$),
+    ('call _device_check', format($$SELECT authx._device_check(%L, 'axd_x')$$, :'mfa_uid')),
+    ('call _devices_revoke_all', format($$SELECT authx._devices_revoke_all(%L, 'forged')$$, :'mfa_uid')),
+    ('call _devices_purge', $$SELECT authx._devices_purge(now() + interval '10 years')$$),
+    ('call _user_token_new',
+     format($$SELECT * FROM authx._user_token_new(%L, 'password_reset', 'x@example.com', '1 hour')$$, :'uid')),
+    ('call _user_token_take', $$SELECT * FROM authx._user_token_take('axp_x', 'password_reset', 'axp_')$$),
+    ('call _user_tokens_purge', $$SELECT authx._user_tokens_purge(now() + interval '10 years')$$),
+    ('SET authx.token_alg', $$SET authx.token_alg = 'HS256'$$),
+    ('SET authx.token_ttl', 'SET authx.token_ttl = 86400'),
+    ('SET authx.token_role', $$SET authx.token_role = 'postgres'$$)) v(what, call);
 SELECT is(authx.role_revoke('pgtap_privs_admin', 'privs:write'), true, 'admin: role_revoke works');
 SELECT is(authx.user_revoke(:'uid', 'pgtap_privs_admin'), true, 'admin: user_revoke works');
 SELECT lives_ok($$SELECT authx.role_drop('pgtap_privs_admin')$$, 'admin: role_drop works');
@@ -546,14 +680,18 @@ SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
                     'rate_limit_overrides', 'ip_blocks', 'threat_rules', 'mfa_totp', 'mfa_recovery_codes',
-                    'mfa_challenges']) t;
+                    'mfa_challenges', 'signing_keys', 'refresh_families', 'trusted_devices', 'user_tokens']) t;
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY[]::text[], format('authx_admin has no privilege on %s', t))
-  FROM unnest(ARRAY['api_keys', 'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges']) t;
+  FROM unnest(ARRAY['api_keys', 'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges', 'signing_keys',
+                    'refresh_families', 'trusted_devices', 'user_tokens']) t;
 SELECT is_empty(
     $$SELECT a.attrelid::regclass::text, a.attname::text FROM pg_catalog.pg_attribute a
        WHERE a.attrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
-                            'authx.mfa_challenges'::regclass) AND a.attacl IS NOT NULL$$,
-    'no column of mfa_totp, mfa_recovery_codes, mfa_challenges has a grant');
+                            'authx.mfa_challenges'::regclass, 'authx.signing_keys'::regclass,
+                            'authx.refresh_families'::regclass, 'authx.trusted_devices'::regclass,
+                            'authx.user_tokens'::regclass) AND a.attacl IS NOT NULL$$,
+    'no column of mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, trusted_devices, '
+    'user_tokens has a grant');
 SELECT any_column_privs_are('authx', 'api_keys', 'authx_admin', ARRAY[]::text[],
                             'authx_admin has no privilege on any api_keys column');
 
@@ -602,8 +740,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 126,
-          'a call was built for each of the 126 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 157,
+          'a call was built for each of the 157 authx functions');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)

@@ -33,7 +33,7 @@
 -- pass fails on its lock_timeout while this transaction runs and cannot
 -- interfere.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -54,8 +54,9 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
 -- ================================================================ premake
 SELECT authx.maintenance_run() AS r0 \gset
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
-          ARRAY['api_keys', 'audit_log', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions'],
-          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks and mfa passes');
+          ARRAY['api_keys', 'audit_log', 'devices', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions', 'tokens',
+                'user_tokens'],
+          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks, mfa, tokens, devices and user_tokens passes');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),
@@ -66,6 +67,12 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'
           ARRAY['blocks_expired'], 'ip_blocks reports blocks_expired');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'mfa') k),
           ARRAY['challenges_purged'], 'mfa reports challenges_purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'tokens') k),
+          ARRAY['families_purged', 'keys_purged'], 'tokens reports families_purged, keys_purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'devices') k),
+          ARRAY['devices_purged'], 'devices reports devices_purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'user_tokens') k),
+          ARRAY['tokens_purged'], 'user_tokens reports tokens_purged');
 SELECT set_eq(
     format($$SELECT partition::text FROM authx.audit_partitions
               WHERE partition::text IN (SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i)$$,

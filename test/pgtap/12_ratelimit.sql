@@ -25,7 +25,8 @@
 --     a rolled-back and an aborted transaction), ROLLBACK TO SAVEPOINT, or
 --     an exception caught in PL/pgSQL, and is seen by other backends;
 --   * policies: the seeds (login 5/min, register 3/min, refresh 10/min,
---     mfa 5/min, api 100/min, store and fail_mode local), rate_check lets
+--     mfa 5/min, api 100/min, password_reset 3 per 15 min, store and
+--     fail_mode local), rate_check lets
 --     exactly max through for each; unknown policy 42704 (names compare
 --     bytewise); rate_policy_set creates (defaults: store and fail_mode
 --     local, seeded false) and changes (a new limit is a new bucket,
@@ -60,7 +61,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(184);
+SELECT plan(185);
 
 CREATE SCHEMA tap12;
 DO $$
@@ -294,8 +295,9 @@ SELECT set_eq(
     $$SELECT name::text COLLATE "default", max, per, store, fail_mode FROM authx.rate_limit_policies WHERE seeded$$,
     $$VALUES ('login', 5, interval '1 minute', 'local', 'local'), ('register', 3, '1 minute', 'local', 'local'),
              ('refresh', 10, '1 minute', 'local', 'local'), ('mfa', 5, '1 minute', 'local', 'local'),
-             ('api', 100, '1 minute', 'local', 'local')$$,
-    'seeded policies: login 5/min, register 3/min, refresh 10/min, mfa 5/min, api 100/min, store and fail_mode local');
+             ('api', 100, '1 minute', 'local', 'local'), ('password_reset', 3, '15 minutes', 'local', 'local')$$,
+    'seeded policies: login 5/min, register 3/min, refresh 10/min, mfa 5/min, api 100/min, password_reset 3/15 min, '
+    'store and fail_mode local');
 SELECT is(pg_temp.check_burst(name, 'seed-' || name, max, per, max + 3), max,
           format('rate_check(%L): exactly %s of %s allowed', name, max, max + 3))
   FROM authx.rate_limit_policies WHERE seeded ORDER BY name;
@@ -377,7 +379,7 @@ SELECT is((SELECT (max, seeded, description)::text FROM authx.rate_limit_policie
 UPDATE authx.rate_limit_policies SET description = 'edited' WHERE name = 'refresh';
 SELECT is((SELECT seeded FROM authx.rate_limit_policies WHERE name = 'refresh'), false,
           'an UPDATE of the seed refresh clears seeded too (trigger)');
-SELECT is((SELECT array_agg(name ORDER BY name)::text FROM authx.rate_limit_policies WHERE seeded), '{api,login,register}',
+SELECT is((SELECT array_agg(name ORDER BY name)::text FROM authx.rate_limit_policies WHERE seeded), '{api,login,password_reset,register}',
           'the other seeds are still seeded');
 
 -- ================================================================ overrides

@@ -278,7 +278,8 @@ is(q_dst(q{SELECT string_agg(role || ' ' || permission || ' ' || seeded, ',' ORD
 	'restored: the seed permission once (seeded), the one granted to the seed role user (not seeded)');
 is(q_dst(q{SELECT string_agg(name || ' ' || max || '/' || per || ' ' || seeded, ',' ORDER BY name)
              FROM authx.rate_limit_policies}),
-	'api 100/00:01:00 true,login 7/00:01:00 false,mfa 5/00:01:00 true,refresh 10/00:01:00 true,'
+	'api 100/00:01:00 true,login 7/00:01:00 false,mfa 5/00:01:00 true,password_reset 3/00:15:00 true,'
+	  . 'refresh 10/00:01:00 true,'
 	  . 'register 3/00:01:00 true,uploads 3/01:00:00 false',
 	'restored: the edited seed login is 7 per minute (not seeded), the other seeds as made, the own policy');
 is(q_dst(q{SELECT description FROM authx.rate_limit_policies WHERE name = 'login'}),

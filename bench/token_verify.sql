@@ -1,0 +1,1 @@
+SELECT authx.token_verify(:tok) IS NOT NULL;
