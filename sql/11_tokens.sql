@@ -159,8 +159,8 @@ SELECT v.what, authx.token_verify(v.tok) IS NULL AS refused
                ('one megabyte of dots', repeat('.', 1000000))) v(what, tok);
 -- Tokens authx signed itself (authx._jwt_sign, internal) are still refused
 -- when expired (exp <= now), not yet valid (nbf), without a numeric exp,
--- naming a session that does not exist, or not an object; an nbf passed is
--- fine.
+-- naming no session or one that does not exist, or not an object; an nbf
+-- passed is fine.
 SELECT v.what, authx.token_verify(authx._jwt_sign(v.claims)) IS NULL AS refused
   FROM (VALUES ('exp passed', jsonb_build_object('exp', floor(extract(epoch FROM now())) - 1)),
                ('exp now', jsonb_build_object('exp', floor(extract(epoch FROM now())))),
@@ -168,8 +168,12 @@ SELECT v.what, authx.token_verify(authx._jwt_sign(v.claims)) IS NULL AS refused
                ('exp a string', jsonb_build_object('exp', (floor(extract(epoch FROM now())) + 600)::text)),
                ('nbf ahead', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600,
                                                 'nbf', floor(extract(epoch FROM now())) + 300)),
-               ('nbf passed', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600,
+               ('nbf passed, no sid', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600,
                                                  'nbf', floor(extract(epoch FROM now())) - 300)),
+               ('nbf passed, live sid', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600,
+                                                 'nbf', floor(extract(epoch FROM now())) - 300,
+                                                 'sid', (SELECT session_id FROM authx.session_info(:'a_s1')))),
+               ('sid not a uuid', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600, 'sid', 'x')),
                ('unknown sid', jsonb_build_object('exp', floor(extract(epoch FROM now())) + 600,
                                                   'sid', '00000000-0000-0000-0000-000000000000')),
                ('an array', '[1, 2]')) v(what, claims);
@@ -670,6 +674,43 @@ SELECT regress.try(format('authx.token_issue(%L, %L)', :'a', :'b_live')) AS anot
 SELECT regress.try(format('authx.token_issue(%L, %L)', :'a', :'a_s1')) AS revoked_session;
 SELECT regress.try(format('authx.token_issue(%L, %L)', :'a', :'a_s2')) AS expired_session;
 SELECT regress.try(format('authx.token_issue(%L, %L)', :'b', :'b_live')) AS the_users_own;
+
+-- ================================================================ review fixes
+-- A refresh token minted by a rotation that rolled back was never handed
+-- out: invalid, and the family lives on.
+SELECT authx.user_create('tok-x@example.com', 'correct horse battery') AS x \gset
+SELECT refresh_token AS x0 FROM authx.token_issue(:'x') \gset
+BEGIN;
+SELECT refresh_token AS x1 FROM authx.token_refresh(:'x0') \gset
+ROLLBACK;
+SELECT (SELECT status FROM authx.token_refresh(:'x1')) AS never_handed_out,
+       (SELECT status FROM authx.token_refresh(:'x0')) AS the_real_one;
+-- Issuer and audience, when set, must match.
+SET authx.token_issuer = 'https://a.example';
+SET authx.token_audience = 'api-a';
+SELECT access_token AS xa FROM authx.token_issue(:'x') \gset
+SELECT authx.token_verify(:'xa') IS NOT NULL AS same_iss_aud;
+SET authx.token_audience = 'api-b';
+SELECT authx.token_verify(:'xa') IS NULL AS other_audience_refused;
+SET authx.token_audience = '';
+SET authx.token_issuer = 'https://b.example';
+SELECT authx.token_verify(:'xa') IS NULL AS other_issuer_refused;
+RESET authx.token_issuer;
+RESET authx.token_audience;
+SELECT authx.token_verify(:'xa') IS NOT NULL AS unset_accepts;
+-- A token too long to verify is not issued.
+SELECT authx.role_create('tok_many') AS created;
+SELECT count(authx.role_grant('tok_many', format('resource%s:read', i))) AS granted FROM generate_series(1, 1200) i;
+SELECT authx.user_grant(:'x', 'tok_many') AS granted;
+SELECT regress.try(format('authx.token_issue(%L)', :'x')) AS too_long;
+SELECT authx.role_drop('tok_many') AS dropped;
+-- A device trusted before TOTP was enabled does not skip it.
+SELECT authx.device_trust(:'x', 'fp-before-mfa') AS xd \gset
+SELECT secret AS x_secret FROM authx.totp_enroll(:'x') \gset
+SELECT authx.totp_confirm(:'x', regress.tok_totp(:'x_secret')) AS confirmed;
+SELECT count(*) AS devices_left FROM authx.devices(:'x');
+SELECT status FROM authx.login('tok-x@example.com', 'correct horse battery', NULL, NULL, :'xd');
+SELECT authx.user_delete(:'x') AS deleted;
 
 -- ================================================================ clean up
 SELECT who, authx.user_delete(id) AS deleted

@@ -29,6 +29,10 @@
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -77,6 +81,8 @@ static int	nkeys = 0;
 static bool keys_valid = false;
 static uint64 keys_gen = 0;
 static SPIPlanPtr keys_plan = NULL;
+static bool keys_callback = false;
+static Oid	keys_relid = InvalidOid;
 
 static const char *keys_sql =
 "SELECT k.kid, k.alg OPERATOR(pg_catalog.=) 'HS256', k.public_key, k.private_sealed, "
@@ -121,6 +127,14 @@ keys_forget(void)
 	keys = NULL;
 	nkeys = 0;
 	keys_valid = false;
+}
+
+/* Relcache callback: authx.signing_keys changed (here, or replayed on a standby). */
+static void
+keys_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == keys_relid)
+		keys_valid = false;
 }
 
 /* authx_as_owner body of keys_ensure. */
@@ -193,6 +207,17 @@ keys_ensure(void)
 	}
 	if (keys_cxt == NULL)
 		keys_cxt = AllocSetContextCreate(TopMemoryContext, "authx signing keys", ALLOCSET_SMALL_SIZES);
+	/*
+	 * A standby bumps no generation: there the relcache invalidation that
+	 * the trigger sends (replayed with the commit) throws the copy away.
+	 */
+	if (!keys_callback)
+	{
+		CacheRegisterRelcacheCallback(keys_relcache_cb, (Datum) 0);
+		keys_callback = true;
+	}
+	keys_relid = get_relname_relid("signing_keys", get_namespace_oid("authx", false));
+
 	/* keys_valid stays false until the load is complete. */
 	keys_forget();
 	authx_as_owner("signing_keys", keys_load_cb, NULL);
@@ -203,7 +228,8 @@ keys_ensure(void)
 	 * copy that saw this transaction's own changes is not kept either: if
 	 * it aborts, no commit bumps the generation to throw the copy away.
 	 */
-	keys_valid = authx_shared != NULL && !authx_generation_dirty(AUTHX_GEN_KEYS);
+	keys_valid = authx_shared != NULL && !authx_generation_dirty(AUTHX_GEN_KEYS) &&
+		!IsolationUsesXactSnapshot();
 }
 
 /*
@@ -316,6 +342,8 @@ authx_signing_keys_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authx._signing_keys_changed() must be called as a trigger")));
 	authx_generation_touch(AUTHX_GEN_KEYS);
+	/* For standbys, whose backends see no generation bump. */
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation));
 	return PointerGetDatum(NULL);
 }
 
@@ -369,6 +397,11 @@ authx_jwt_sign(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, '.');
 	seg = b64url(sig, siglen, &seglen);
 	appendBinaryStringInfo(&buf, seg, seglen);
+	if (buf.len > MAX_TOKEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the access token would be %d bytes, more than authx verifies (%d)", buf.len, MAX_TOKEN),
+				 errhint("Grant fewer permissions (wildcards such as resource:*) or pass fewer custom claims.")));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
@@ -416,6 +449,28 @@ claim_uuid(Jsonb *jb, const char *name, pg_uuid_t *out)
 			return false;
 	*out = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(buf)));
 	return true;
+}
+
+/*
+ * claim_matches
+ *		With want set (authx.token_issuer, authx.token_audience), the claim
+ *		must be that string; unset, anything goes (tokens made before it
+ *		was set keep working).
+ */
+static bool
+claim_matches(Jsonb *jb, const char *name, const char *want)
+{
+	JsonbValue	kv;
+	JsonbValue *v;
+
+	if (want == NULL || want[0] == '\0')
+		return true;
+	kv.type = jbvString;
+	kv.val.string.val = (char *) name;
+	kv.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+	return v != NULL && v->type == jbvString && v->val.string.len == (int) strlen(want) &&
+		memcmp(v->val.string.val, want, v->val.string.len) == 0;
 }
 
 /*
@@ -497,7 +552,10 @@ jwt_check(text *tok)
 		return NULL;
 	if (claim_seconds(jb, "nbf", &nbf) && nbf > now_s)
 		return NULL;
-	if (claim_uuid(jb, "sid", &sid) && !authx_session_live(&sid, now, NULL))
+	/* authx writes sid, iss and aud itself: a token without them is not its. */
+	if (!claim_uuid(jb, "sid", &sid) || !authx_session_live(&sid, now, NULL))
+		return NULL;
+	if (!claim_matches(jb, "iss", authx_token_issuer) || !claim_matches(jb, "aud", authx_token_audience))
 		return NULL;
 	return jb;
 }

@@ -280,6 +280,20 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The password checked must still be the account's once we hold the
+    -- row: a reset or password change that committed while argon2 ran
+    -- logs nobody in with the old one.  (The lock also orders login before
+    -- the trusted-device rows, as password_reset_confirm takes them.)
+    PERFORM 1 FROM authx.users u
+     WHERE u.id = v_user.id AND u.password_changed_at IS NOT DISTINCT FROM v_user.password_changed_at
+       AND u.status = v_user.status AND u.deleted_at IS NULL
+       FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM authx.audit('login.failed', 'medium', v_user.id, ip,
+                            jsonb_build_object('reason', 'password_changed'), user_agent);
+        RETURN QUERY SELECT 'invalid_credentials'::text, NULL::uuid, NULL::text, NULL::timestamptz;
+        RETURN;
+    END IF;
     IF v_rc = 2 THEN
         PERFORM authx._password_rehash(v_user.id, v_user.password_hash, password);
     END IF;

@@ -169,6 +169,8 @@ BEGIN
     END IF;
     UPDATE authx.mfa_totp m SET confirmed_at = now(), last_step = v_step WHERE m.user_id = t.user_id;
     UPDATE authx.users u SET mfa_enabled = true, updated_at = now() WHERE u.id = t.user_id;
+    -- A device trusted before this factor existed must not skip it.
+    PERFORM authx._devices_revoke_all(t.user_id, 'mfa_enabled');
     PERFORM authx._audit_tx('mfa.totp_enabled', 'medium', t.user_id);
     RETURN true;
 END

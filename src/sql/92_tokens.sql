@@ -85,7 +85,7 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'authx_token_verify'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION authx.token_verify(text) IS
-'The claims of a valid access token, or NULL when it is malformed, not signed by a key authx keeps (the header must be exactly the one authx writes for that key), expired (exp, nbf), or its session is revoked, expired or idle. Never raises on bad input.';
+'The claims of a valid access token, or NULL when it is malformed, not signed by a key authx keeps (the header must be exactly the one authx writes for that key), expired (exp, nbf), of another issuer or audience (authx.token_issuer, authx.token_audience, when set), or names no live session (revoked, expired or idle). Never raises on bad input.';
 
 CREATE FUNCTION authx.signing_key_secret(kid text)
 RETURNS bytea
@@ -337,11 +337,21 @@ BEGIN
     -- up to 8 newest tokens at once; beyond that it is reuse.
     -- Any other token of the family was used before: someone holds a copy,
     -- so the family and its session end (RFC 9700 §4.14.2).
+    -- A token of the newest or parent generation whose hash is not kept,
+    -- or of a later one, was minted by a rotation that rolled back: it was
+    -- never handed out, so it is invalid, not reuse.
     v_kind := CASE
         WHEN p.generation = f.generation AND p.token_hash = ANY (f.head_hashes) THEN 'rotate'
         WHEN p.generation = f.generation - 1 AND p.token_hash = ANY (f.parent_hashes)
              AND v_now < f.rotated_at + v_grace AND cardinality(f.head_hashes) < 8 THEN 'sibling'
+        WHEN p.generation > f.generation
+             OR (p.generation = f.generation AND p.token_hash <> ALL (f.head_hashes))
+             OR (p.generation = f.generation - 1 AND p.token_hash <> ALL (f.parent_hashes)) THEN 'invalid'
         ELSE 'reused' END;
+    IF v_kind = 'invalid' THEN
+        RETURN QUERY SELECT 'invalid'::text, NULL::text, NULL::timestamptz, NULL::text;
+        RETURN;
+    END IF;
     IF v_kind = 'reused' THEN
         UPDATE authx.refresh_families rf SET revoked_at = now(), revoke_reason = 'reused' WHERE rf.id = f.id;
         UPDATE authx.sessions x SET revoked_at = now(), revoke_reason = 'refresh_reused'
@@ -387,7 +397,7 @@ LANGUAGE sql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM authx._token_refresh($1, $2) $$;
 COMMENT ON FUNCTION authx.token_refresh(text, inet) IS
-'Rotates a refresh token: status ok with a new access token and the next refresh token; reused (a token of the family that was already used, other than the parent of the newest within authx.refresh_reuse_grace, which gets a sibling of the newest while there are fewer than 8: the family and its session are revoked and token.refresh_reused, high, is audited); revoked (family or session revoked); expired (session expired or idle); invalid (malformed, unknown, not made by authx); rate_limited (the refresh policy, per family; expires_at = when to retry; the token stays good); blocked (ip is blocked). Never raises on bad input.';
+'Rotates a refresh token: status ok with a new access token and the next refresh token; reused (a token of the family that was already used, other than the parent of the newest within authx.refresh_reuse_grace, which gets a sibling of the newest while there are fewer than 8: the family and its session are revoked and token.refresh_reused, high, is audited); revoked (family or session revoked); expired (session expired or idle); invalid (malformed, unknown, not made by authx, or minted by a rotation that rolled back); rate_limited (the refresh policy, per family; expires_at = when to retry; the token stays good); blocked (ip is blocked). Never raises on bad input.';
 
 -- Housekeeping called by maintenance_run: families revoked a day ago
 -- (expired sessions take theirs with them), keys no token can need.

@@ -30,6 +30,8 @@ AS $$
 DECLARE
     t record;
 BEGIN
+    -- Serializes issues for one user, so only the newest token stays live.
+    PERFORM 1 FROM authx.users u WHERE u.id = p_user_id FOR UPDATE;
     DELETE FROM authx.user_tokens x WHERE x.user_id = p_user_id AND x.purpose = p_purpose AND x.used_at IS NULL;
     t := authx._token_new(CASE p_purpose WHEN 'email_verification' THEN 'axv_' ELSE 'axp_' END);
     expires_at := clock_timestamp() + p_ttl;
@@ -182,11 +184,13 @@ BEGIN
     PERFORM authx.password_set(r.user_id, new_password);
     UPDATE authx.user_tokens x SET used_at = now() WHERE x.token_hash = r.token_hash;
     DELETE FROM authx.user_tokens x WHERE x.user_id = r.user_id AND x.purpose = 'password_reset' AND x.used_at IS NULL;
-    -- Whoever knew the old password is out: sessions, refresh families,
-    -- trusted devices, failed-login counters.
-    v_revoked := authx.session_revoke_all(r.user_id);
+    -- Whoever knew the old password is out: refresh families, sessions
+    -- (in the order token_refresh locks them), MFA challenges, trusted
+    -- devices, failed-login counters.
     UPDATE authx.refresh_families f SET revoked_at = now(), revoke_reason = 'password_reset'
      WHERE f.user_id = r.user_id AND f.revoked_at IS NULL;
+    v_revoked := authx.session_revoke_all(r.user_id);
+    DELETE FROM authx.mfa_challenges m WHERE m.user_id = r.user_id;
     PERFORM authx._devices_revoke_all(r.user_id, 'password_reset');
     PERFORM authx._lockout_clear(r.user_id, NULL);
     -- The reset mail reached the address: that verifies it.
