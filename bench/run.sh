@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens usage").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -56,7 +56,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock tokens}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock tokens usage}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -474,6 +474,75 @@ SQL
     row "authx.token_verify(\$1), HS256" "$VH" "$(median_ratio "${vh[*]}" "${s1[*]}")" "$(median_ratio "${vh[*]}" "${vp[*]}")"
     row "pgcrypto hmac + decode + exp (HS256, no session check)" "$VP" "$(median_ratio "${vp[*]}" "${s1[*]}")" "1.000"
     row "authx.token_refresh + UPDATE of the stored token" "$RF" "$(median_ratio "${rf[*]}" "${s1[*]}")" ""
+}
+
+bench_usage() {
+    # usage_record next to SELECT 1 and to the INSERT a user would write per
+    # request (the maintenance worker drains the queue meanwhile, on the same
+    # 2 cores); then usage_summary over 30 days of 10,000,000 raw rows.
+    say "usage: usage_record per request; usage_summary over 10M raw rows"
+    psql_ -c "CREATE TABLE bench.requests (at timestamptz, endpoint text, status smallint, latency_ms real,
+                                          api_key_id uuid, user_id uuid, ip inet)" >/dev/null
+    local s1=() ur=() hw=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        ur+=("$(tps 2 usage_record.sql)")
+        hw+=("$(tps 2 usage_handwritten.sql)")
+    done
+    local rec wr dr
+    sleep 2
+    read -r dr rec wr < <(psql_ -tAc "SELECT string_agg(value::text, ' ' ORDER BY name) FROM authx.stats
+                                      WHERE name IN ('usage_recorded', 'usage_written', 'usage_dropped')")
+    # 10M raw rows over 30 days: 40 endpoints, 200 keys, 5% 4xx, 1% 5xx,
+    # log-normal-ish latencies; rollups built from them as the worker would.
+    psql_ <<'SQL' >/dev/null
+SET max_parallel_workers_per_gather = 0;
+TRUNCATE authx.usage_log, authx.usage_hourly, authx.usage_hourly_ip;
+INSERT INTO authx.usage_log (at, endpoint, status, latency_ms, api_key_id, ip)
+SELECT now() - (i % 2592000) * interval '1 second',
+       'GET /route/' || (i % 40),
+       CASE WHEN i % 100 = 0 THEN 500 WHEN i % 20 = 0 THEN 404 ELSE 200 END,
+       (exp((i % 1000) / 150.0))::real,
+       CASE WHEN i % 3 = 0 THEN ('00000000-0000-0000-0000-' || lpad((i % 200)::text, 12, '0'))::uuid END,
+       ('10.0.' || (i % 250) || '.' || (i % 199))::inet
+  FROM generate_series(1, 10000000) i;
+INSERT INTO authx.usage_hourly (hour, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)
+SELECT date_trunc('hour', at, 'UTC'), endpoint, status / 100, coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'),
+       count(*), sum(latency_ms), authx._latency_hist(array_agg(latency_ms))
+  FROM authx.usage_log GROUP BY 1, 2, 3, 4;
+-- As maintenance leaves it: each finished hour keeps its 100 busiest addresses.
+INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
+SELECT hour, ip, requests, errors
+  FROM (SELECT date_trunc('hour', at, 'UTC') AS hour, ip, count(*) AS requests,
+               count(*) FILTER (WHERE status >= 400) AS errors,
+               row_number() OVER (PARTITION BY date_trunc('hour', at, 'UTC') ORDER BY count(*) DESC, ip) AS rn
+          FROM authx.usage_log GROUP BY 1, 2) x
+ WHERE rn <= 100 OR hour >= date_trunc('hour', now(), 'UTC');
+ANALYZE authx.usage_hourly, authx.usage_hourly_ip;
+SQL
+    local raw roll hrows iprows ms
+    raw=$(psql_ -tAc "SELECT count(*) FROM authx.usage_log")
+    roll=$(psql_ -tAc "SELECT sum(requests) FROM authx.usage_hourly")
+    [ "$raw" = "$roll" ] || die "usage bench: rollups count $roll, raw rows $raw"
+    hrows=$(psql_ -tAc "SELECT count(*) FROM authx.usage_hourly")
+    iprows=$(psql_ -tAc "SELECT count(*) FROM authx.usage_hourly_ip")
+    [ "$(psql_ -tAc "SELECT (authx.usage_summary('30 days')->>'requests')::bigint")" -gt 9000000 ] \
+        || die "usage bench: usage_summary does not see the rows"
+    ms=$(as_user pgbench -n -M prepared -c 1 -j 1 -t 20 -h 127.0.0.1 -p "$PORT" -U postgres \
+             -f "$AUTHX_ROOT/bench/usage_summary.sql" authx_bench 2>/dev/null | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+    local S1 UR HW
+    S1=$(best "${s1[@]}") UR=$(best "${ur[@]}") HW=$(best "${hw[@]}")
+    echo
+    echo "## Usage analytics ($(nproc) cores, 2 clients, prepared, $ROUNDS rounds of ${SECS}s; TPS = best round, ratios = median of the rounds' pairs)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs hand-written SQL"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1" "$S1" "1.000" ""
+    row "authx.usage_record(...)" "$UR" "$(median_ratio "${ur[*]}" "${s1[*]}")" "$(median_ratio "${ur[*]}" "${hw[*]}")"
+    row "INSERT INTO a requests table, one row per request" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"
+    echo
+    echo "usage_record during the runs: recorded $rec, written by the worker $wr, dropped $dr (queue: authx.usage_queue_size)"
+    echo "usage_summary('30 days') over $raw raw rows ($hrows hourly rollup rows, $iprows per-address rows): ${ms} ms average of 20 calls"
 }
 
 for section in $SECTIONS; do

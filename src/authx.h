@@ -78,6 +78,8 @@ extern int	authx_refresh_reuse_grace;
 extern int	authx_verification_ttl;
 extern int	authx_reset_ttl;
 extern int	authx_device_ttl;
+extern int	authx_usage_queue_size;
+extern int	authx_usage_retention;
 
 #define AUTHX_ALG_EDDSA		0
 #define AUTHX_ALG_HS256		1
@@ -155,6 +157,9 @@ typedef enum AuthxStat
 	AUTHX_STAT_ALERTS,
 	AUTHX_STAT_TOKEN_VALID,
 	AUTHX_STAT_TOKEN_INVALID,
+	AUTHX_STAT_USAGE_RECORDED,
+	AUTHX_STAT_USAGE_WRITTEN,
+	AUTHX_STAT_USAGE_DROPPED,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -431,6 +436,17 @@ extern bool authx_permission_split(const char *s, int len, int *colon);
 extern bool authx_permission_covers(const char *g, int glen, const char *w, int wlen, int wcolon);
 
 /* IP blocking (ipblock.c) */
+/* usage.c */
+#define AUTHX_HIST_BUCKETS	96
+extern Size authx_usage_shmem_size(void);
+extern void authx_usage_shmem_startup(char *base, bool found);
+extern int	authx_usage_drain(void);
+extern int	authx_hist_bucket(double ms);
+extern double authx_hist_upper(int k);
+extern void authx_usage_hist(uint64 *counts, uint64 *sum_us);
+extern uint64 authx_usage_queue_depth(void);
+extern uint64 authx_usage_queue_capacity(void);
+
 extern Size authx_ipblock_shmem_size(void);
 extern void authx_ipblock_shmem_startup(char *base, bool found);
 extern bool authx_ip_is_blocked(Datum ip);

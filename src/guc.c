@@ -62,6 +62,8 @@ int			authx_refresh_reuse_grace = 10;
 int			authx_verification_ttl = 86400;
 int			authx_reset_ttl = 3600;
 int			authx_device_ttl = 30 * 86400;
+int			authx_usage_queue_size = 16384;
+int			authx_usage_retention = 30;
 
 static const struct config_enum_entry token_alg_options[] = {
 	{"EdDSA", AUTHX_ALG_EDDSA, false},
@@ -247,6 +249,18 @@ authx_guc_init(bool preloading)
 								&authx_ip_block_slots,
 								65536,
 								128,
+								4 * 1024 * 1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	if (preloading)
+		DefineCustomIntVariable("authx.usage_queue_size",
+								gettext_noop("Requests authx.usage_record can queue for the maintenance worker."),
+								gettext_noop("About 200 bytes each; a full queue drops records (usage_dropped)."),
+								&authx_usage_queue_size,
+								16384,
+								1024,
 								4 * 1024 * 1024,
 								PGC_POSTMASTER,
 								0,
@@ -663,6 +677,17 @@ authx_guc_init(bool preloading)
 							365 * 86400,
 							PGC_SUSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("authx.usage_retention",
+							gettext_noop("Days of authx.usage_log partitions kept; 0 keeps all."),
+							gettext_noop("The hourly rollups are kept 400 days whatever this says."),
+							&authx_usage_retention,
+							30,
+							0,
+							3650,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("authx");

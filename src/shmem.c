@@ -75,6 +75,9 @@ const char *const authx_stat_names[] = {
 	"alerts_sent",
 	"token_valid",
 	"token_invalid",
+	"usage_recorded",
+	"usage_written",
+	"usage_dropped",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,
@@ -96,6 +99,7 @@ authx_shmem_size(void)
 	size = add_size(size, authx_rate_shmem_size());
 	size = add_size(size, authx_apikey_shmem_size());
 	size = add_size(size, authx_ipblock_shmem_size());
+	size = add_size(size, authx_usage_shmem_size());
 	return size;
 }
 
@@ -156,6 +160,8 @@ authx_shmem_startup(void)
 	authx_apikey_shmem_startup(next, found);
 	next += authx_apikey_shmem_size();
 	authx_ipblock_shmem_startup(next, found);
+	next += authx_ipblock_shmem_size();
+	authx_usage_shmem_startup(next, found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -47,6 +47,7 @@ typedef enum WorkerStep
 	STEP_LOCKOUTS,
 	STEP_USAGE,
 	STEP_THREATS,
+	STEP_USAGE_LOG,
 	STEP_MAINTAIN,
 	NUM_STEPS
 } WorkerStep;
@@ -57,7 +58,7 @@ static bool step_failing[NUM_STEPS];
 static bool extension_missing = false;
 static const char *const step_names[NUM_STEPS] = {
 	"looking for the extension", "writing audit events", "persisting lockouts", "persisting API key usage",
-	"blocking detected threats", "partition maintenance"
+	"blocking detected threats", "writing usage records", "partition maintenance"
 };
 
 /*
@@ -137,6 +138,20 @@ static void
 usage(void)
 {
 	(void) authx_apikey_usage_persist();
+}
+
+/*
+ * usage_log
+ *		Write queued usage records (raw rows and rollups), a batch per
+ *		transaction, at most 100 batches a turn.
+ */
+static void
+usage_log(void)
+{
+	int			batches = 0;
+
+	while (authx_usage_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
+		CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -281,6 +296,7 @@ authx_maint_main(Datum main_arg)
 			run_step(STEP_DRAIN, drain_all, loopcxt);
 			run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 			run_step(STEP_USAGE, usage, loopcxt);
+			run_step(STEP_USAGE_LOG, usage_log, loopcxt);
 		}
 
 		now = GetCurrentTimestamp();
@@ -310,6 +326,7 @@ authx_maint_main(Datum main_arg)
 		run_step(STEP_DRAIN, drain_all, loopcxt);
 		run_step(STEP_LOCKOUTS, lockouts, loopcxt);
 		run_step(STEP_USAGE, usage, loopcxt);
+		run_step(STEP_USAGE_LOG, usage_log, loopcxt);
 	}
 	ereport(LOG, (errmsg("authx maintenance worker shutting down")));
 

@@ -64,7 +64,8 @@ GRANT EXECUTE ON FUNCTION
     authx.email_verification_issue(uuid),
     authx.email_verification_confirm(text),
     authx.password_reset_issue(text, inet),
-    authx.password_reset_confirm(text, text)
+    authx.password_reset_confirm(text, text),
+    authx.usage_record(text, integer, real, uuid, uuid, inet)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -99,11 +100,15 @@ GRANT EXECUTE ON FUNCTION
     authx.threat_rule_set(text, text, integer, interval, interval, text, boolean, text),
     authx.threat_rule_drop(text),
     authx.security_summary(interval),
-    authx.signing_key_rotate()
+    authx.signing_key_rotate(),
+    authx.usage_summary(interval, uuid),
+    authx.metrics(),
+    authx.health()
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
     authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,
-    authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks, authx.threat_rules TO authx_admin;
+    authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks, authx.threat_rules,
+    authx.usage_log, authx.usage_hourly, authx.usage_hourly_ip TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,

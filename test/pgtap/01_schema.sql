@@ -177,9 +177,32 @@
 --     token_role, token_issuer, token_audience, refresh_reuse_grace,
 --     verification_ttl, reset_ttl and device_ttl (all SUSET) with boot
 --     values, units and bounds;
+--   * usage analytics and monitoring: the tables usage_log (range-partitioned
+--     on at, usage_log_default the DEFAULT partition, daily partitions
+--     usage_log_pYYYYMMDD made by maintenance, each with the at index),
+--     usage_hourly (primary key (hour, endpoint, status_class, api_key_id),
+--     status class 1-5, usage_hourly_key_idx) and usage_hourly_ip (primary
+--     key (hour, ip)): columns, types, NOT NULL, no defaults, exactly their
+--     indexes and constraints, all three dumped whole (usage_log through its
+--     default partition); usage_record and metrics VOLATILE PARALLEL
+--     RESTRICTED C, not STRICT, not definers; _latency_hist, _hist_quantile
+--     IMMUTABLE STRICT PARALLEL SAFE C, _hist_add (still used by the worker)
+--     and the aggregate's support functions _hist_accum(state internal, hist
+--     bigint[]) RETURNS internal and _hist_final(state internal) RETURNS
+--     bigint[] IMMUTABLE PARALLEL SAFE C, not STRICT; the aggregate _hist_sum
+--     (state internal through _hist_accum, final function _hist_final, read
+--     only, no initial value, no combine, serial or moving function);
+--     usage_summary STABLE and health VOLATILE PL/pgSQL definers;
+--     _usage_purge PL/pgSQL and _partitions_ahead STABLE SQL, not definers;
+--     argument names, defaults and results of all twelve; usage_record for
+--     authx_app, usage_summary, metrics, health and SELECT on the three
+--     tables for authx_admin, no grant on the internals (_hist_accum and
+--     _hist_final included); the settings authx.usage_queue_size
+--     (postmaster) and authx.usage_retention (SIGHUP) with boot values and
+--     bounds;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(111);
+SELECT plan(126);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -209,12 +232,18 @@ SELECT set_eq(
         'function authx._devices_revoke_all(uuid,text)',
         'function authx._ed25519(bytea,bytea)',
         'function authx._email_normalize(text)',
+        'function authx._hist_accum(internal,bigint[])',
+        'function authx._hist_add(bigint[],bigint[])',
+        'function authx._hist_final(internal)',
+        'function authx._hist_quantile(bigint[],double precision)',
+        'function authx._hist_sum(bigint[])',
         'function authx._ip_blocked_sql(inet,timestamp with time zone)',
         'function authx._ip_blocks_changed()',
         'function authx._ip_blocks_live(timestamp with time zone)',
         'function authx._ip_key(inet)',
         'function authx._ipblock_purge(timestamp with time zone)',
         'function authx._jwt_sign(jsonb)',
+        'function authx._latency_hist(real[])',
         'function authx._lockout_clear(uuid,inet)',
         'function authx._lockout_fail(uuid,inet)',
         'function authx._lockout_state(uuid,inet)',
@@ -223,6 +252,7 @@ SELECT set_eq(
         'function authx._mfa_failed(uuid,text)',
         'function authx._mfa_gate(uuid)',
         'function authx._mfa_purge(timestamp with time zone)',
+        'function authx._partitions_ahead(text)',
         'function authx._partitions_maintain(regclass,integer,integer,timestamp with time zone)',
         'function authx._password_check(text,text)',
         'function authx._password_hash(text,boolean,text)',
@@ -264,6 +294,7 @@ SELECT set_eq(
         'function authx._totp_seed_new(uuid)',
         'function authx._unseed()',
         'function authx._uri_encode(text)',
+        'function authx._usage_purge(timestamp with time zone)',
         'function authx._user_deleted_roles()',
         'function authx._user_inactive_mfa()',
         'function authx._user_lock(uuid)',
@@ -290,6 +321,7 @@ SELECT set_eq(
         'function authx.email_verification_confirm(text)',
         'function authx.email_verification_issue(uuid)',
         'function authx.has_permission(uuid,text)',
+        'function authx.health()',
         'function authx.ip_allow(cidr,text)',
         'function authx.ip_block(cidr,interval,text)',
         'function authx.ip_blocked(inet)',
@@ -300,6 +332,7 @@ SELECT set_eq(
         'function authx.login(text,text,inet,text,text)',
         'function authx.login_mfa(text,text,inet,text)',
         'function authx.maintenance_run()',
+        'function authx.metrics()',
         'function authx.password_reset_confirm(text,text)',
         'function authx.password_reset_issue(text,inet)',
         'function authx.password_set(uuid,text)',
@@ -337,6 +370,8 @@ SELECT set_eq(
         'function authx.totp_disable(uuid)',
         'function authx.totp_enroll(uuid,text)',
         'function authx.totp_verify(uuid,text)',
+        'function authx.usage_record(text,integer,real,uuid,uuid,inet)',
+        'function authx.usage_summary(interval,uuid)',
         'function authx.user_create(text,text,text)',
         'function authx.user_delete(uuid)',
         'function authx.user_disable(uuid)',
@@ -367,6 +402,10 @@ SELECT set_eq(
         'table authx.signing_keys',
         'table authx.threat_rules',
         'table authx.trusted_devices',
+        'table authx.usage_hourly',
+        'table authx.usage_hourly_ip',
+        'table authx.usage_log',
+        'table authx.usage_log_default',
         'table authx.user_roles',
         'table authx.user_tokens',
         'table authx.users',
@@ -395,10 +434,11 @@ SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_b64url', '_device_check', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
+    '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
     '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
-    '_ipblock_purge', '_jwt_sign', '_lockout_clear', '_lockout_fail', '_lockout_state',
+    '_ipblock_purge', '_jwt_sign', '_latency_hist', '_lockout_clear', '_lockout_fail', '_lockout_state',
     '_maintenance_run_at', '_mfa_challenge_new', '_mfa_failed', '_mfa_gate', '_mfa_purge',
-    '_partitions_maintain', '_password_check', '_password_hash',
+    '_partitions_ahead', '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_permission_valid', '_permissions_normalize', '_policy_changed', '_rate_policy_merge_seed',
     '_ratelimit_purge',
     '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_recovery_check', '_recovery_hash', '_refresh_token_new',
@@ -408,22 +448,22 @@ SELECT functions_are('authx', ARRAY[
     '_sessions_purge', '_sessions_version',
     '_setting_interval', '_signing_key_ensure', '_signing_key_new', '_signing_keys_changed', '_stats',
     '_threat_block', '_threat_rule_merge_seed', '_token_new', '_token_refresh', '_tokens_purge',
-    '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode',
+    '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode', '_usage_purge',
     '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
     '_user_status_revoke', '_user_token_new', '_user_token_take', '_user_tokens_purge',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify',
     'audit', 'audit_flush', 'cache_status', 'cache_sync', 'device_revoke', 'device_trust', 'devices',
-    'email_verification_confirm', 'email_verification_issue', 'has_permission',
+    'email_verification_confirm', 'email_verification_issue', 'has_permission', 'health',
     'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'jwks', 'login', 'login_mfa',
-    'maintenance_run', 'password_reset_confirm', 'password_reset_issue', 'password_set', 'password_verify',
+    'maintenance_run', 'metrics', 'password_reset_confirm', 'password_reset_issue', 'password_set', 'password_verify',
     'rate_check', 'rate_limit', 'rate_override_remove', 'rate_override_set', 'rate_peek', 'rate_policy_set',
     'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
     'session_validate', 'sessions', 'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
     'token_issue', 'token_refresh', 'token_verify',
-    'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify',
+    'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify', 'usage_record', 'usage_summary',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
     'user_permissions', 'user_revoke', 'user_roles', 'user_unlock'
 ], 'schema authx has exactly the extension functions');
@@ -431,8 +471,9 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 157,
-          'schema authx has exactly 157 functions (no overloads)');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 169,
+          'schema authx has exactly 169 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+          'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
 -- outside the install script).
@@ -451,8 +492,9 @@ SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'sev
                  'schema authx has exactly the types apikey_verification, rate_limit_result and severity');
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
 
--- Tables: the worker adds audit_log_pYYYYMMDD partitions at run time, which
--- are not members; every other table must be one of the twenty-one members.
+-- Tables: the worker adds audit_log_pYYYYMMDD and usage_log_pYYYYMMDD
+-- partitions at run time, which are not members; every other table must be
+-- one of the twenty-five members.
 SELECT is_empty(
     $$SELECT c.relname::text FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'authx'::regnamespace AND c.relkind IN ('r', 'p', 'f', 'm')
@@ -460,12 +502,14 @@ SELECT is_empty(
                                'roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage',
                                'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules',
                                'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges', 'signing_keys',
-                               'refresh_families', 'trusted_devices', 'user_tokens')
-         AND c.relname !~ '^audit_log_p[0-9]{8}$'$$,
+                               'refresh_families', 'trusted_devices', 'user_tokens',
+                               'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip')
+         AND c.relname !~ '^(audit|usage)_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
     'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, '
-    'trusted_devices, user_tokens and daily partitions'
+    'trusted_devices, user_tokens, usage_log, usage_log_default, usage_hourly, usage_hourly_ip and the daily '
+    'partitions of audit_log and usage_log'
 );
 
 -- ---------------------------------------------------------------- shapes
@@ -723,11 +767,12 @@ SELECT set_eq(
              ('authx.api_key_usage', ''), ('authx.rate_limit_policies', 'WHERE NOT seeded'),
              ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded'),
              ('authx.mfa_totp', ''), ('authx.mfa_recovery_codes', ''), ('authx.signing_keys', ''),
-             ('authx.refresh_families', ''), ('authx.trusted_devices', ''), ('authx.user_tokens', '')$$,
+             ('authx.refresh_families', ''), ('authx.trusted_devices', ''), ('authx.user_tokens', ''),
+             ('authx.usage_log_default', ''), ('authx.usage_hourly', ''), ('authx.usage_hourly_ip', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
     'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, signing_keys, refresh_families, '
-    'trusted_devices, user_tokens, and roles, role_permissions, rate_limit_policies and threat_rules but the seeded '
-    'rows (pg_extension_config_dump); not mfa_challenges'
+    'trusted_devices, user_tokens, usage_log_default, usage_hourly, usage_hourly_ip, and roles, role_permissions, '
+    'rate_limit_policies and threat_rules but the seeded rows (pg_extension_config_dump); not mfa_challenges'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -1603,6 +1648,180 @@ SELECT set_eq(
     '(60 s - 30 days), reset_ttl 1 hour (60 s - 1 day), device_ttl 30 days (60 s - 365 days), all SUSET'
 );
 
+-- ---------------------------------------------------------------- usage analytics and monitoring
+SELECT columns_are('authx', 'usage_log', ARRAY['at', 'endpoint', 'status', 'latency_ms', 'api_key_id', 'user_id', 'ip'],
+                   'authx.usage_log columns');
+SELECT columns_are('authx', 'usage_hourly', ARRAY[
+    'hour', 'endpoint', 'status_class', 'api_key_id', 'requests', 'latency_sum_ms', 'latency_hist'
+], 'authx.usage_hourly columns');
+SELECT columns_are('authx', 'usage_hourly_ip', ARRAY['hour', 'ip', 'requests', 'errors'], 'authx.usage_hourly_ip columns');
+-- No defaults: the worker writes every column; the rollups key "no API
+-- key" as the nil uuid, so api_key_id is NOT NULL there (a primary key
+-- column) and nullable in the raw rows.
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default", a.attname::text COLLATE "default",
+             pg_catalog.format_type(a.atttypid, a.atttypmod),
+             a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid IN ('authx.usage_log'::regclass, 'authx.usage_hourly'::regclass,
+                            'authx.usage_hourly_ip'::regclass)
+         AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY c.relname DESC, a.attnum$$,
+    $$VALUES ('usage_log', 'at', 'timestamp with time zone', true, NULL::text),
+             ('usage_log', 'endpoint', 'text', true, NULL),
+             ('usage_log', 'status', 'smallint', true, NULL),
+             ('usage_log', 'latency_ms', 'real', true, NULL),
+             ('usage_log', 'api_key_id', 'uuid', false, NULL),
+             ('usage_log', 'user_id', 'uuid', false, NULL),
+             ('usage_log', 'ip', 'inet', false, NULL),
+             ('usage_hourly_ip', 'hour', 'timestamp with time zone', true, NULL),
+             ('usage_hourly_ip', 'ip', 'inet', true, NULL),
+             ('usage_hourly_ip', 'requests', 'bigint', true, NULL),
+             ('usage_hourly_ip', 'errors', 'bigint', true, NULL),
+             ('usage_hourly', 'hour', 'timestamp with time zone', true, NULL),
+             ('usage_hourly', 'endpoint', 'text', true, NULL),
+             ('usage_hourly', 'status_class', 'smallint', true, NULL),
+             ('usage_hourly', 'api_key_id', 'uuid', true, NULL),
+             ('usage_hourly', 'requests', 'bigint', true, NULL),
+             ('usage_hourly', 'latency_sum_ms', 'double precision', true, NULL),
+             ('usage_hourly', 'latency_hist', 'bigint[]', true, NULL)$$,
+    'usage_log, usage_hourly and usage_hourly_ip: column types, NOT NULL, no defaults'
+);
+-- Daily partitions like audit_log's, made and retired by the same
+-- _partitions_maintain; every partition gets the at index.
+SELECT is_partitioned('authx', 'usage_log', 'usage_log is partitioned');
+SELECT is(pg_catalog.pg_get_partkeydef('authx.usage_log'::regclass), 'RANGE (at)', 'usage_log is range-partitioned on at');
+SELECT is(
+    (SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c
+      WHERE c.oid = 'authx.usage_log_default'::regclass),
+    'DEFAULT', 'usage_log_default is the DEFAULT partition of usage_log');
+SELECT is_empty(
+    $$SELECT c.relname::text FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+       WHERE i.inhparent = 'authx.usage_log'::regclass
+         AND (c.relname !~ '^usage_log_(default|p[0-9]{8})$'
+              OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits x JOIN pg_catalog.pg_index ix ON ix.indexrelid = x.inhrelid
+                              WHERE x.inhparent = 'authx.usage_log_at_idx'::regclass AND ix.indrelid = c.oid))$$,
+    'the partitions of usage_log are usage_log_default and usage_log_pYYYYMMDD, each with its at index attached');
+-- usage_record's worker names usage_hourly_pkey and usage_hourly_ip_pkey
+-- (ON CONFLICT on their columns); usage_summary for one key reads by
+-- usage_hourly_key_idx.
+SELECT set_eq(
+    $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.usage_log'::regclass, 'authx.usage_hourly'::regclass,
+                            'authx.usage_hourly_ip'::regclass)$$,
+    $$VALUES ('authx.usage_log_at_idx', 'CREATE INDEX usage_log_at_idx ON ONLY authx.usage_log USING btree (at)'),
+             ('authx.usage_hourly_pkey',
+              'CREATE UNIQUE INDEX usage_hourly_pkey ON authx.usage_hourly USING btree (hour, endpoint, status_class, api_key_id)'),
+             ('authx.usage_hourly_key_idx',
+              'CREATE INDEX usage_hourly_key_idx ON authx.usage_hourly USING btree (api_key_id, hour)'),
+             ('authx.usage_hourly_ip_pkey',
+              'CREATE UNIQUE INDEX usage_hourly_ip_pkey ON authx.usage_hourly_ip USING btree (hour, ip)')$$,
+    'indexes of usage_log, usage_hourly, usage_hourly_ip are exactly usage_log_at_idx (partitioned), the two '
+    'primary keys and usage_hourly_key_idx (api_key_id, hour)'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.usage_log'::regclass, 'authx.usage_hourly'::regclass,
+                            'authx.usage_hourly_ip'::regclass)$$,
+    $$VALUES ('authx.usage_hourly', 'usage_hourly_pkey', 'PRIMARY KEY (hour, endpoint, status_class, api_key_id)'),
+             ('authx.usage_hourly', 'usage_hourly_status_class_check',
+              'CHECK (((status_class >= 1) AND (status_class <= 5)))'),
+             ('authx.usage_hourly_ip', 'usage_hourly_ip_pkey', 'PRIMARY KEY (hour, ip)')$$,
+    'constraints of usage_log, usage_hourly, usage_hourly_ip are exactly the two primary keys and the status class '
+    'check (1 .. 5); none on usage_log (no key: one row per request, never updated)'
+);
+-- usage_record and metrics are C hot paths (no definer, not STRICT:
+-- NULLs raise 22004); the histogram helpers are IMMUTABLE C, _hist_add
+-- not STRICT (NULL is an empty histogram; the worker merges rollups with
+-- it); _hist_sum is an aggregate over a running int64[96] (state internal:
+-- _hist_accum, not STRICT as it makes the state on the first row, and
+-- _hist_final, not STRICT as it answers NULL over no rows); usage_summary
+-- and health read as definers for authx_admin; _usage_purge (maintenance)
+-- and _partitions_ahead (health) are internal.
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, p.prokind::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname = ANY (ARRAY['usage_record', '_latency_hist', '_hist_add', '_hist_accum', '_hist_final',
+                                    '_hist_sum', '_hist_quantile', 'usage_summary', '_usage_purge', 'metrics',
+                                    '_partitions_ahead', 'health'])$$,
+    $$VALUES ('authx.usage_record(text,integer,real,uuid,uuid,inet)', 'f', 'c', false, 'v', 'r', false, 'void'),
+             ('authx._latency_hist(real[])', 'f', 'c', false, 'i', 's', true, 'bigint[]'),
+             ('authx._hist_add(bigint[],bigint[])', 'f', 'c', false, 'i', 's', false, 'bigint[]'),
+             ('authx._hist_accum(internal,bigint[])', 'f', 'c', false, 'i', 's', false, 'internal'),
+             ('authx._hist_final(internal)', 'f', 'c', false, 'i', 's', false, 'bigint[]'),
+             ('authx._hist_sum(bigint[])', 'a', 'internal', false, 'i', 'u', false, 'bigint[]'),
+             ('authx._hist_quantile(bigint[],double precision)', 'f', 'c', false, 'i', 's', true, 'double precision'),
+             ('authx.usage_summary(interval,uuid)', 'f', 'plpgsql', true, 's', 'u', false, 'jsonb'),
+             ('authx._usage_purge(timestamp with time zone)', 'f', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
+             ('authx.metrics()', 'f', 'c', false, 'v', 'r', false, 'text'),
+             ('authx._partitions_ahead(text)', 'f', 'sql', false, 's', 'u', false, 'integer'),
+             ('authx.health()', 'f', 'plpgsql', true, 'v', 'u', false, 'jsonb')$$,
+    'usage functions: usage_record and metrics VOLATILE PARALLEL RESTRICTED C, not STRICT, not definers; '
+    '_latency_hist, _hist_quantile IMMUTABLE STRICT PARALLEL SAFE C; _hist_add, _hist_accum (returns internal) and '
+    '_hist_final IMMUTABLE PARALLEL SAFE C, not STRICT; _hist_sum an aggregate; usage_summary STABLE and health '
+    'VOLATILE PL/pgSQL definers; _usage_purge PL/pgSQL and _partitions_ahead STABLE SQL, not definers'
+);
+SELECT results_eq(
+    $$SELECT a.aggkind::text, a.aggtransfn::regprocedure::text, a.aggtranstype::regtype::text, a.agginitval,
+             a.aggfinalfn::regprocedure::text, a.aggfinalextra, a.aggfinalmodify::text, a.aggcombinefn::oid,
+             a.aggserialfn::oid, a.aggdeserialfn::oid, a.aggmtransfn::oid, a.aggminvtransfn::oid,
+             a.aggmfinalfn::oid, a.aggsortop
+        FROM pg_catalog.pg_aggregate a WHERE a.aggfnoid = 'authx._hist_sum(bigint[])'::regprocedure$$,
+    $$VALUES ('n', 'authx._hist_accum(internal,bigint[])', 'internal', NULL::text, 'authx._hist_final(internal)',
+              false, 'r', 0::oid, 0::oid, 0::oid, 0::oid, 0::oid, 0::oid, 0::oid)$$,
+    '_hist_sum is a plain aggregate: state internal through _hist_accum, final function _hist_final (no extra '
+    'arguments, read only), no initial value (no rows: NULL), no combine, serial, deserial or moving function'
+);
+SELECT is_empty(
+    $$SELECT p.oid::regprocedure::text, p.proacl::text FROM pg_catalog.pg_proc p
+       WHERE p.oid IN ('authx._hist_accum(internal,bigint[])'::regprocedure, 'authx._hist_final(internal)'::regprocedure)
+         AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) x
+                      WHERE x.grantee <> p.proowner)$$,
+    '_hist_accum and _hist_final: EXECUTE for their owner only (not PUBLIC, no role)'
+);
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text, pg_catalog.pg_get_function_arguments(p.oid),
+             pg_catalog.pg_get_function_result(p.oid)
+        FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname = ANY (ARRAY['usage_record', '_latency_hist', '_hist_add', '_hist_accum', '_hist_final',
+                                    '_hist_sum', '_hist_quantile', 'usage_summary', '_usage_purge', 'metrics',
+                                    '_partitions_ahead', 'health'])
+       ORDER BY 1$$,
+    $$VALUES ('authx._hist_accum(internal,bigint[])', 'state internal, hist bigint[]', 'internal'),
+             ('authx._hist_add(bigint[],bigint[])', 'a bigint[], b bigint[]', 'bigint[]'),
+             ('authx._hist_final(internal)', 'state internal', 'bigint[]'),
+             ('authx._hist_quantile(bigint[],double precision)', 'hist bigint[], q double precision',
+              'double precision'),
+             ('authx._hist_sum(bigint[])', 'bigint[]', 'bigint[]'),
+             ('authx._latency_hist(real[])', 'latencies real[]', 'bigint[]'),
+             ('authx._partitions_ahead(text)', 'p_parent text', 'integer'),
+             ('authx._usage_purge(timestamp with time zone)', 'p_now timestamp with time zone', 'jsonb'),
+             ('authx.health()', '', 'jsonb'),
+             ('authx.metrics()', '', 'text'),
+             ('authx.usage_record(text,integer,real,uuid,uuid,inet)',
+              'endpoint text, status integer, latency_ms real, api_key_id uuid DEFAULT NULL::uuid, '
+              'user_id uuid DEFAULT NULL::uuid, ip inet DEFAULT NULL::inet', 'void'),
+             ('authx.usage_summary(interval,uuid)',
+              'since interval DEFAULT ''24:00:00''::interval, api_key_id uuid DEFAULT NULL::uuid', 'jsonb')$$,
+    'usage functions: argument names, defaults (api_key_id, user_id, ip NULL; since 24 hours, api_key_id NULL) '
+    'and results'
+);
+SELECT set_eq(
+    $$SELECT name::text, vartype::text, boot_val::text, coalesce(unit, '')::text AS unit, context::text,
+             coalesce(min_val, '')::text AS min_val, coalesce(max_val, '')::text AS max_val
+        FROM pg_catalog.pg_settings WHERE name ~ '^authx\.usage_'$$,
+    $$VALUES ('authx.usage_queue_size', 'integer', '16384', '', 'postmaster', '1024', '4194304'),
+             ('authx.usage_retention', 'integer', '30', '', 'sighup', '0', '3650')$$,
+    'usage settings: usage_queue_size 16384 records (1024 - 4194304, postmaster), usage_retention 30 days '
+    '(0 - 3650, 0 keeps all, sighup)'
+);
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -1634,6 +1853,7 @@ SELECT set_eq(
         'authx.devices(uuid)',
         'authx.email_verification_confirm(text)',
         'authx.email_verification_issue(uuid)',
+        'authx.health()',
         'authx.ip_allow(cidr,text)',
         'authx.ip_block(cidr,interval,text)',
         'authx.ip_blocks()',
@@ -1674,6 +1894,7 @@ SELECT set_eq(
         'authx.totp_disable(uuid)',
         'authx.totp_enroll(uuid,text)',
         'authx.totp_verify(uuid,text)',
+        'authx.usage_summary(interval,uuid)',
         'authx.user_create(text,text,text)',
         'authx.user_delete(uuid)',
         'authx.user_disable(uuid)',
@@ -1805,6 +2026,7 @@ SELECT set_eq(
              ('authx.email_verification_confirm(text)', 'authx_app'),
              ('authx.password_reset_issue(text,inet)', 'authx_app'),
              ('authx.password_reset_confirm(text,text)', 'authx_app'),
+             ('authx.usage_record(text,integer,real,uuid,uuid,inet)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -1833,12 +2055,18 @@ SELECT set_eq(
              ('authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)', 'authx_admin'),
              ('authx.threat_rule_drop(text)', 'authx_admin'),
              ('authx.security_summary(interval)', 'authx_admin'),
-             ('authx.signing_key_rotate()', 'authx_admin')$$,
+             ('authx.signing_key_rotate()', 'authx_admin'),
+             ('authx.usage_summary(interval,uuid)', 'authx_admin'),
+             ('authx.metrics()', 'authx_admin'),
+             ('authx.health()', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones (none on _threat_block, _alert, _account_tag, _ip_key, '
     '_policy_changed, _unseed, _threat_rule_merge_seed, nor on the MFA internals _totp_*, _mfa_*, _recovery_*, '
     '_uri_encode, _user_inactive_mfa, nor on signing_key_secret (superuser only) and the token, device and '
     'verification internals _signing_key*, _jwt_sign, _ed25519, _b64url, _refresh_token_*, _reserved_claims, '
-    '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*)'
+    '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*, nor on the usage '
+    'internals _latency_hist, _hist_add, _hist_accum, _hist_final, _hist_sum, _hist_quantile, _usage_purge, '
+    '_partitions_ahead; usage_record '
+    'for authx_app, usage_summary, metrics and health for authx_admin)'
 );
 
 -- Exactly the documented relation grants (owner excluded; column grants
@@ -1858,11 +2086,14 @@ SELECT set_eq(
              ('rate_limit_policies', 'authx_admin', 'SELECT'),
              ('rate_limit_overrides', 'authx_admin', 'SELECT'),
              ('ip_blocks', 'authx_admin', 'SELECT'),
-             ('threat_rules', 'authx_admin', 'SELECT')$$,
+             ('threat_rules', 'authx_admin', 'SELECT'),
+             ('usage_log', 'authx_admin', 'SELECT'),
+             ('usage_hourly', 'authx_admin', 'SELECT'),
+             ('usage_hourly_ip', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
     'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks, '
-    'threat_rules for authx_admin (nothing on api_keys, mfa_totp, mfa_recovery_codes, mfa_challenges, '
-    'signing_keys, refresh_families, trusted_devices, user_tokens)'
+    'threat_rules, usage_log, usage_hourly, usage_hourly_ip for authx_admin (nothing on a partition, on api_keys, '
+    'mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, trusted_devices, user_tokens)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

@@ -50,7 +50,7 @@
 --     _user_tokens_purge), nor change the SUSET settings token_alg,
 --     token_ttl, token_role, token_issuer, token_audience,
 --     refresh_reuse_grace, verification_ttl, reset_ttl, device_ttl — all
---     42501; can use its forty-six functions (the API key functions,
+--     42501; can use its forty-seven functions (the API key functions,
 --     apikey_verify with an ip included, has_permission, user_permissions,
 --     user_roles, rate_limit, rate_peek, rate_check, ip_blocked and the MFA
 --     API included: totp_enroll with its otpauth URI, totp_confirm and
@@ -60,8 +60,8 @@
 --     answering ok, device_revoke, totp_disable; token_issue with a custom
 --     claim, token_verify, token_refresh, jwks listing the key the token
 --     names; email_verification_issue and _confirm, password_reset_issue
---     and _confirm, the new password working), and user_get never exposes a
---     password hash;
+--     and _confirm, the new password working; usage_record), and user_get
+--     never exposes a password hash;
 --   * authx_admin: reads every users column but password_hash (42501 on it
 --     and on SELECT *), reads audit_log, authx.stats, audit_partitions and
 --     active_lockouts, but no column of authx.sessions (token_hash
@@ -92,14 +92,33 @@
 --     read or write signing_keys, refresh_families, trusted_devices or
 --     user_tokens, call signing_key_secret or any token, device or
 --     verification internal, nor change token_alg, token_ttl, token_role;
+--   * usage analytics: authx_app records requests (usage_record, every
+--     argument or only the three required) but cannot call usage_summary,
+--     metrics or health, read or write usage_log (nor its default
+--     partition), usage_hourly or usage_hourly_ip, call the internals
+--     _latency_hist, _hist_add, _hist_sum (the aggregate), _hist_quantile,
+--     _usage_purge, _partitions_ahead — all 42501 — nor execute the
+--     aggregate's support functions _hist_accum and _hist_final (no
+--     grant; their internal arguments make them uncallable from SQL
+--     anyway), nor change
+--     authx.usage_retention (SIGHUP) or authx.usage_queue_size (postmaster)
+--     (55P02); authx_admin calls usage_summary (a jsonb object), metrics
+--     (Prometheus text) and health (a status), reads the three tables and
+--     inherits usage_record, but cannot write the tables, read the default
+--     partition directly, call the internals (42501) or change
+--     usage_retention (55P02);
 --   * neither role has a table or column privilege on mfa_totp,
 --     mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families,
---     trusted_devices or user_tokens;
+--     trusted_devices or user_tokens; authx_admin has exactly SELECT on
+--     usage_log, usage_hourly, usage_hourly_ip, authx_app nothing, and
+--     neither anything on usage_log_default;
 --   * a fresh role with no grants cannot call any authx function: neither
 --     without USAGE on the schema nor with it (each function tried with
 --     non-NULL arguments, so a STRICT function cannot short-circuit; a
 --     function with an argument type the sweep does not know gets no call,
---     and the count of calls fails).
+--     and the count of calls fails); the only functions without a call are
+--     _hist_accum and _hist_final, whose internal arguments no SQL
+--     expression can supply (has_function_privilege covers them).
 -- The worker must not be left needing to create today's partitions while
 -- this transaction holds locks on audit_log (ATTACH PARTITION needs ACCESS
 -- EXCLUSIVE on the default partition, and a blocked maintenance pass also
@@ -108,7 +127,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(579);
+SELECT plan(639);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -341,7 +360,28 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call _user_token_new (a reset token for any user)',
      format($$SELECT * FROM authx._user_token_new(%L, 'password_reset', 'x@example.com', '1 hour')$$, :'uid')),
     ('call _user_token_take', $$SELECT * FROM authx._user_token_take('axp_x', 'password_reset', 'axp_')$$),
-    ('call _user_tokens_purge', 'SELECT authx._user_tokens_purge(now())')) v(what, call);
+    ('call _user_tokens_purge', 'SELECT authx._user_tokens_purge(now())'),
+    ('call usage_summary', 'SELECT authx.usage_summary()'),
+    ('call metrics', 'SELECT authx.metrics()'),
+    ('call health', 'SELECT authx.health()'),
+    ('SELECT authx.usage_log', 'SELECT * FROM authx.usage_log'),
+    ('SELECT authx.usage_log_default (the partition)', 'SELECT * FROM authx.usage_log_default'),
+    ('SELECT authx.usage_hourly', 'SELECT * FROM authx.usage_hourly'),
+    ('SELECT authx.usage_hourly_ip', 'SELECT * FROM authx.usage_hourly_ip'),
+    ('INSERT into authx.usage_log (forge usage)',
+     $$INSERT INTO authx.usage_log (at, endpoint, status, latency_ms) VALUES (now(), 'GET /forged', 200, 1)$$),
+    ('UPDATE authx.usage_hourly (rewrite the rollups)', 'UPDATE authx.usage_hourly SET requests = 0'),
+    ('DELETE from authx.usage_hourly_ip', 'DELETE FROM authx.usage_hourly_ip'),
+    ('call _latency_hist', $$SELECT authx._latency_hist('{1}')$$),
+    ('call _hist_add', 'SELECT authx._hist_add(NULL, NULL)'),
+    ('call the aggregate _hist_sum', 'SELECT authx._hist_sum(h) FROM (VALUES (NULL::bigint[])) v(h)'),
+    ('call _hist_quantile', $$SELECT authx._hist_quantile(array_fill(0::bigint, ARRAY[96]), 0.5)$$),
+    ('call _usage_purge', 'SELECT authx._usage_purge(now())'),
+    ('call _partitions_ahead', $$SELECT authx._partitions_ahead('authx.usage_log')$$)) v(what, call);
+SELECT throws_ok('SET authx.usage_retention = 0', '55P02', NULL,
+                 'app: cannot change authx.usage_retention (sighup: 55P02)');
+SELECT throws_ok('SET authx.usage_queue_size = 1024', '55P02', NULL,
+                 'app: cannot change authx.usage_queue_size (postmaster: 55P02)');
 
 -- What the application role is for.
 SELECT is(authx.user_find('PGTAP-privs-1@example.com'), :'uid'::uuid, 'app: user_find works');
@@ -435,6 +475,13 @@ SELECT matches(:'pr_token'::text, '^axp_[A-Za-z0-9_-]{43}$', 'app: password_rese
 SELECT is((SELECT (status, user_id)::text FROM authx.password_reset_confirm(:'pr_token', 'privs reset password 2')),
           format('(ok,%s)', :'reset_uid'), 'app: password_reset_confirm works');
 SELECT is(authx.password_verify(:'reset_uid', 'privs reset password 2'), true, 'app: the new password works');
+-- Usage analytics: the application records each request (written later by
+-- the worker, whatever this transaction does).
+SELECT lives_ok(format($$SELECT authx.usage_record('GET /pgtap/privs', 200, 1.5, %L, %L, '192.0.2.10')$$,
+                       '00000000-0000-0000-0000-000000000001', :'uid'),
+                'app: usage_record works (every argument)');
+SELECT lives_ok($$SELECT authx.usage_record('GET /pgtap/privs', 404, 0)$$,
+                'app: usage_record works (endpoint, status and latency only)');
 
 RESET ROLE;
 
@@ -516,6 +563,38 @@ SELECT throws_ok($$SELECT authx._rbac_purge(now() + interval '10 years')$$, '425
 SELECT throws_ok($$SELECT authx._apikeys_purge(now() + interval '10 years')$$, '42501', NULL,
                  'admin: cannot call _apikeys_purge');
 SELECT throws_ok('SELECT authx._user_deleted_roles()', '42501', NULL, 'admin: cannot call _user_deleted_roles');
+-- Usage analytics and monitoring.
+SELECT is(jsonb_typeof(authx.usage_summary('1 hour')), 'object', 'admin: usage_summary works');
+SELECT is(jsonb_typeof(authx.usage_summary(api_key_id => '00000000-0000-0000-0000-000000000001')), 'object',
+          'admin: usage_summary for one API key works');
+SELECT matches(authx.metrics(), '^# HELP authx_', 'admin: metrics works (Prometheus text)');
+SELECT ok(authx.health()->>'status' IN ('ok', 'degraded', 'failing'), 'admin: health works');
+SELECT lives_ok($$SELECT authx.usage_record('GET /pgtap/privs', 500, 2)$$,
+                'admin inherits authx_app: usage_record works');
+SELECT lives_ok(format('SELECT count(*) FROM authx.%I', t), format('admin: can read authx.%s', t))
+  FROM unnest(ARRAY['usage_log', 'usage_hourly', 'usage_hourly_ip']) t;
+SELECT throws_ok(call, code, NULL, 'admin: cannot ' || what)
+  FROM (VALUES
+    ('SELECT authx.usage_log_default (the partition)', 'SELECT * FROM authx.usage_log_default', '42501'),
+    ('INSERT into authx.usage_log',
+     $$INSERT INTO authx.usage_log (at, endpoint, status, latency_ms) VALUES (now(), 'GET /forged', 200, 1)$$, '42501'),
+    ('UPDATE authx.usage_hourly', 'UPDATE authx.usage_hourly SET requests = 0', '42501'),
+    ('DELETE from authx.usage_hourly_ip', 'DELETE FROM authx.usage_hourly_ip', '42501'),
+    ('TRUNCATE authx.usage_log', 'TRUNCATE authx.usage_log', '42501'),
+    ('call _latency_hist', $$SELECT authx._latency_hist('{1}')$$, '42501'),
+    ('call _hist_add', 'SELECT authx._hist_add(NULL, NULL)', '42501'),
+    ('call the aggregate _hist_sum', 'SELECT authx._hist_sum(latency_hist) FROM authx.usage_hourly', '42501'),
+    ('call _hist_quantile', $$SELECT authx._hist_quantile(array_fill(0::bigint, ARRAY[96]), 0.5)$$, '42501'),
+    ('call _usage_purge', $$SELECT authx._usage_purge(now() + interval '10 years')$$, '42501'),
+    ('call _partitions_ahead', $$SELECT authx._partitions_ahead('authx.usage_log')$$, '42501'),
+    ('SET authx.usage_retention (sighup)', 'SET authx.usage_retention = 0', '55P02')) v(what, call, code);
+-- The aggregate's support functions: no grant to either role (they take
+-- internal, so neither could name a call to them anyway).
+SELECT is((SELECT array_agg(pg_catalog.has_function_privilege(r, f, 'EXECUTE') ORDER BY r, f)
+             FROM unnest(ARRAY['authx_app', 'authx_admin']) r,
+                  unnest(ARRAY['authx._hist_accum(internal,bigint[])', 'authx._hist_final(internal)']) f),
+          ARRAY[false, false, false, false],
+          'neither authx_app nor authx_admin may execute _hist_accum or _hist_final');
 -- Rate limits.
 SELECT lives_ok($$SELECT authx.rate_policy_set('pgtap_privs', 2, '1 hour', description => 'made by admin')$$,
                 'admin: rate_policy_set works');
@@ -676,14 +755,16 @@ SELECT table_privs_are('authx', 'active_lockouts', 'authx_app', ARRAY[]::text[],
                        'authx_app has no privilege on active_lockouts');
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY['SELECT'], format('authx_admin has only SELECT on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_key_usage', 'rate_limit_policies',
-                    'rate_limit_overrides', 'ip_blocks', 'threat_rules']) t;
+                    'rate_limit_overrides', 'ip_blocks', 'threat_rules', 'usage_log', 'usage_hourly',
+                    'usage_hourly_ip']) t;
 SELECT table_privs_are('authx', t, 'authx_app', ARRAY[]::text[], format('authx_app has no privilege on %s', t))
   FROM unnest(ARRAY['roles', 'role_permissions', 'user_roles', 'api_keys', 'api_key_usage', 'rate_limit_policies',
                     'rate_limit_overrides', 'ip_blocks', 'threat_rules', 'mfa_totp', 'mfa_recovery_codes',
-                    'mfa_challenges', 'signing_keys', 'refresh_families', 'trusted_devices', 'user_tokens']) t;
+                    'mfa_challenges', 'signing_keys', 'refresh_families', 'trusted_devices', 'user_tokens',
+                    'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip']) t;
 SELECT table_privs_are('authx', t, 'authx_admin', ARRAY[]::text[], format('authx_admin has no privilege on %s', t))
   FROM unnest(ARRAY['api_keys', 'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges', 'signing_keys',
-                    'refresh_families', 'trusted_devices', 'user_tokens']) t;
+                    'refresh_families', 'trusted_devices', 'user_tokens', 'usage_log_default']) t;
 SELECT is_empty(
     $$SELECT a.attrelid::regclass::text, a.attname::text FROM pg_catalog.pg_attribute a
        WHERE a.attrelid IN ('authx.mfa_totp'::regclass, 'authx.mfa_recovery_codes'::regclass,
@@ -736,16 +817,25 @@ SELECT p.oid::regprocedure::text AS fn,
                                    WHEN 'anyelement' THEN $$'x'::text$$
                                    WHEN 'bytea' THEN $$'\x00'::bytea$$
                                    WHEN 'bigint' THEN '0::bigint'
+                                   WHEN 'bigint[]' THEN $$'{0}'::bigint[]$$
+                                   WHEN 'real' THEN '0::real'
+                                   WHEN 'real[]' THEN $$'{0}'::real[]$$
+                                   WHEN 'double precision' THEN '0::double precision'
                                END AS v) AS m) AS a
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 157,
-          'a call was built for each of the 157 authx functions');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 167,
+          'a call was built for 167 of the 169 authx functions (the aggregate _hist_sum included)');
+-- internal is a pseudo-type no SQL expression yields (not even NULL::internal):
+-- the aggregate's support functions are reached through _hist_sum only.
+SELECT set_eq('SELECT fn FROM privs_calls WHERE call IS NULL',
+              ARRAY['authx._hist_accum(internal,bigint[])', 'authx._hist_final(internal)'],
+              'the two without a call are _hist_accum and _hist_final (internal arguments: not callable from SQL)');
 
 SET ROLE pgtap_privs_nobody;
 SELECT throws_ok(call, '42501', NULL, 'nobody with USAGE: EXECUTE refused on ' || fn)
-  FROM privs_calls ORDER BY fn;
+  FROM privs_calls WHERE call IS NOT NULL ORDER BY fn;
 RESET ROLE;
 
 SELECT * FROM finish();

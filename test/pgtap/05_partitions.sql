@@ -1,11 +1,29 @@
--- 05_partitions.sql — the audit_log partition cycle, with a fake clock.
+-- 05_partitions.sql — the audit_log and usage_log partition cycle, with a
+-- fake clock.
 --
 -- Covers:
 --   * maintenance_run() (no argument: the real clock) reports
 --     {"audit_log": {created, dropped, moved, purged}, "sessions":
 --     {sessions_deleted, lockouts_deleted}, "api_keys": ..., "roles": ...,
 --     "rate_limits": {overrides_expired}, "ip_blocks": {blocks_expired},
---     "mfa": {challenges_purged}} and is idempotent;
+--     "mfa": {challenges_purged}, ..., "usage_log": {created, dropped,
+--     moved, purged}, "usage": {hourly_purged, hourly_ip_purged,
+--     hourly_ip_compacted}} and is idempotent;
+--   * usage_log gets the same daily partitions usage_log_pYYYYMMDD for
+--     today .. today + authx.audit_premake, with UTC day bounds; a usage
+--     row for a day without a partition waits in usage_log_default and is
+--     moved by the next maintenance_run;
+--   * the hourly usage rollups (usage_hourly, usage_hourly_ip) are deleted
+--     by _usage_purge once their hour is more than 400 days before p_now
+--     (exactly 400 days is kept), whatever authx.usage_retention says;
+--   * compaction of usage_hourly_ip by _usage_purge(p_now): each finished
+--     hour of the last 7 days (from the hour starting 7 days before the
+--     current one up to the one before the current one) with more than 100
+--     addresses keeps its 100 busiest, by requests descending then address
+--     (inet order: .9 before .10), requests and errors unchanged, and the
+--     rest is counted in hourly_ip_compacted; an hour of exactly 100
+--     addresses, the current hour and the hour before the window keep all
+--     150 of theirs; a second pass compacts nothing;
 --   * the fake clock is the internal authx._maintenance_run_at(p_now):
 --     authx_admin gets 42501 for it, and maintenance_run() no longer takes
 --     a time, so an administrator cannot retire the whole trail;
@@ -27,13 +45,15 @@
 --     purged) and premake 0 makes only today's partition;
 --   * the audit_partitions view lists every partition with its bounds;
 --   * _maintenance_run_at() with a clock 2000 days ahead and the configured
---     retention drops every current partition (all events) and reports it.
+--     retentions drops every current partition of audit_log and usage_log
+--     (all events and raw usage rows) and every hourly rollup, and reports
+--     it.
 -- Everything, DDL included, is rolled back at the end.  The first
 -- maintenance_run takes the maintenance advisory lock, so the worker's own
 -- pass fails on its lock_timeout while this transaction runs and cannot
 -- interfere.
 BEGIN;
-SELECT plan(49);
+SELECT plan(68);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -47,6 +67,14 @@ $$ SELECT tableoid::regclass::text FROM authx.audit_log WHERE id = p_id $$;
 CREATE FUNCTION pg_temp.ins(p_at timestamptz, p_tag text) RETURNS bigint LANGUAGE sql AS
 $$ INSERT INTO authx.audit_log (at, event_type, severity, details)
    VALUES (p_at, 'pgtap.partitions', 'info', jsonb_build_object('tag', p_tag)) RETURNING id $$;
+-- usage_log has no id: its test rows are told apart by endpoint.
+CREATE FUNCTION pg_temp.upname(d date) RETURNS text LANGUAGE sql IMMUTABLE AS
+$$ SELECT 'usage_log_p' || to_char(d, 'YYYYMMDD') $$;
+CREATE FUNCTION pg_temp.upart_of(p_endpoint text) RETURNS text LANGUAGE sql AS
+$$ SELECT string_agg(tableoid::regclass::text, ',') FROM authx.usage_log WHERE endpoint = p_endpoint $$;
+CREATE FUNCTION pg_temp.upartitions() RETURNS SETOF text LANGUAGE sql AS
+$$ SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'authx.usage_log'::regclass $$;
 
 SELECT (now() AT TIME ZONE 'UTC')::date AS today,
        current_setting('authx.audit_premake')::int AS premake \gset
@@ -55,8 +83,9 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
 SELECT authx.maintenance_run() AS r0 \gset
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
           ARRAY['api_keys', 'audit_log', 'devices', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions', 'tokens',
-                'user_tokens'],
-          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks, mfa, tokens, devices and user_tokens passes');
+                'usage', 'usage_log', 'user_tokens'],
+          'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks, mfa, tokens, '
+          'devices, user_tokens, usage_log and usage passes');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),
@@ -73,14 +102,36 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'
           ARRAY['devices_purged'], 'devices reports devices_purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'user_tokens') k),
           ARRAY['tokens_purged'], 'user_tokens reports tokens_purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'usage_log') k),
+          ARRAY['created', 'dropped', 'moved', 'purged'], 'usage_log reports created, dropped, moved, purged');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'usage') k),
+          ARRAY['hourly_ip_compacted', 'hourly_ip_purged', 'hourly_purged'],
+          'usage reports hourly_purged, hourly_ip_purged, hourly_ip_compacted');
 SELECT set_eq(
     format($$SELECT partition::text FROM authx.audit_partitions
               WHERE partition::text IN (SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i)$$,
            :'today', :premake),
     format($$SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i$$, :'today', :premake),
     'partitions exist for today .. today + audit_premake (UTC)');
-SELECT is(authx.maintenance_run() -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
-          'a second run with the same clock does nothing');
+SELECT set_eq(
+    format($$SELECT p FROM pg_temp.upartitions() p
+              WHERE p IN (SELECT pg_temp.upname(%L::date + i) FROM generate_series(0, %s) i)$$, :'today', :premake),
+    format($$SELECT pg_temp.upname(%L::date + i) FROM generate_series(0, %s) i$$, :'today', :premake),
+    'usage_log partitions exist for today .. today + audit_premake (UTC) too');
+SELECT is((SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c
+            WHERE c.oid = ('authx.' || pg_temp.upname(:'today'))::regclass),
+          format('FOR VALUES FROM (%L) TO (%L)', pg_temp.utc(:'today', '00:00'), pg_temp.utc(:'today'::date + 1, '00:00')),
+          'today''s usage_log partition covers exactly the UTC day');
+SELECT authx.maintenance_run() AS r0b \gset
+SELECT is(ARRAY[:'r0b'::jsonb -> 'audit_log', :'r0b'::jsonb -> 'usage_log'],
+          ARRAY['{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
+                '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb],
+          'a second run with the same clock does nothing (audit_log and usage_log)');
+-- (maintenance_run passes now(), fixed in this transaction: the hours the
+-- first pass compacted stay done, and the worker only writes hours from
+-- the current one on.)
+SELECT is(:'r0b'::jsonb -> 'usage', '{"hourly_purged": 0, "hourly_ip_purged": 0, "hourly_ip_compacted": 0}'::jsonb,
+          'nor does it find hourly usage rollups to purge or compact');
 SELECT is(authx._maintenance_run_at(now()) -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
           '_maintenance_run_at(now()) is the same pass');
 
@@ -105,8 +156,20 @@ SELECT is(ARRAY[pg_temp.part_of(:m1), pg_temp.part_of(:m2), pg_temp.part_of(:m3)
           ARRAY['authx.audit_log_default', 'authx.audit_log_default', 'authx.audit_log_default'],
           'rows for days without a partition land in audit_log_default');
 SELECT is(to_regclass('authx.' || pg_temp.pname(:'d30')), NULL, 'no partition for day +30 yet');
-SELECT is(authx.maintenance_run() -> 'audit_log', '{"created": 2, "dropped": 0, "moved": 3, "purged": 0}'::jsonb,
+-- A raw usage row for day +30 (the worker writes the current time: this one
+-- is inserted directly).
+INSERT INTO authx.usage_log (at, endpoint, status, latency_ms)
+VALUES (pg_temp.utc(:'d30', '23:59:59.999999'), 'pgtap-part-usage', 200, 1.5);
+SELECT is(pg_temp.upart_of('pgtap-part-usage'), 'authx.usage_log_default',
+          'a usage row for a day without a partition lands in usage_log_default');
+SELECT authx.maintenance_run() AS r1 \gset
+SELECT is(:'r1'::jsonb -> 'audit_log', '{"created": 2, "dropped": 0, "moved": 3, "purged": 0}'::jsonb,
           'maintenance_run creates the two missing days and moves the three rows');
+SELECT is(:'r1'::jsonb -> 'usage_log', '{"created": 1, "dropped": 0, "moved": 1, "purged": 0}'::jsonb,
+          'and for usage_log the one missing day, moving the usage row');
+SELECT is(pg_temp.upart_of('pgtap-part-usage'), 'authx.' || pg_temp.upname(:'d30'),
+          'the usage row moved to the partition of its UTC day');
+SELECT is((SELECT count(*) FROM authx.usage_log_default)::int, 0, 'usage_log_default is empty');
 SELECT is(ARRAY[pg_temp.part_of(:m1), pg_temp.part_of(:m2), pg_temp.part_of(:m3)],
           ARRAY['authx.' || pg_temp.pname(:'d30'), 'authx.' || pg_temp.pname(:'d30'), 'authx.' || pg_temp.pname(:'d31')],
           'each row moved, keeping its id, to the partition of its UTC day');
@@ -204,16 +267,86 @@ SELECT ok(to_regclass('authx.' || pg_temp.pname(:'far2')) IS NOT NULL
           AND to_regclass('authx.' || pg_temp.pname(:'far2'::date + 1)) IS NULL,
           'premake 0 makes the day of p_now only');
 
+-- ================================================================ usage rollups
+-- Kept 400 days: a rollup of an hour more than 400 days before p_now goes,
+-- one exactly 400 days before stays.  (No real rollup is that old.)
+INSERT INTO authx.usage_hourly (hour, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)
+SELECT now() - d, 'pgtap-part-rollup-' || tag, 2, '00000000-0000-0000-0000-000000000000', 1, 1.5,
+       array_fill(0::bigint, ARRAY[96])
+  FROM (VALUES (interval '400 days 1 microsecond', 'old'), (interval '400 days', 'edge'),
+               (interval '399 days', 'new')) v(d, tag);
+INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
+SELECT now() - d, ip, 1, 0
+  FROM (VALUES (interval '400 days 1 microsecond', inet '192.0.2.201'), (interval '400 days', '192.0.2.202'),
+               (interval '399 days', '192.0.2.203')) v(d, ip);
+SELECT is(authx._usage_purge(now()), '{"hourly_purged": 1, "hourly_ip_purged": 1, "hourly_ip_compacted": 0}'::jsonb,
+          '_usage_purge(now()) deletes the rollups more than 400 days old, one of each table (and compacts nothing)');
+SELECT is((SELECT array_agg(endpoint ORDER BY endpoint) FROM authx.usage_hourly WHERE endpoint LIKE 'pgtap-part-rollup-%'),
+          ARRAY['pgtap-part-rollup-edge', 'pgtap-part-rollup-new'], 'usage_hourly: exactly 400 days old is kept');
+SELECT is((SELECT array_agg(host(ip) ORDER BY ip) FROM authx.usage_hourly_ip
+            WHERE ip IN ('192.0.2.201', '192.0.2.202', '192.0.2.203')),
+          ARRAY['192.0.2.202', '192.0.2.203'], 'usage_hourly_ip: exactly 400 days old is kept');
+
+-- ================================================================ usage_hourly_ip compaction
+-- Hours relative to the current one (UTC), far from any real traffic but
+-- the current hour's; addresses of 198.18.0.0/16 (no test records those):
+--   busy  3 days ago: 150 addresses, 90 of them (198.18.7.101 .. .190) with
+--         11 .. 100 requests, 60 (198.18.7.1 .. .60) tied at 5: the 90 and
+--         the 10 lowest tied addresses, .1 .. .10, are the 100 kept;
+--   full  3 days and 1 hour ago: exactly 100 addresses, all kept;
+--   edge  7 days ago, the oldest hour compacted: 101 addresses with 200 - i
+--         requests, the least busy (198.18.9.101) goes;
+--   old   7 days and 1 hour ago: 150 addresses, before the window, kept;
+--   now   the current hour, not finished: 150 addresses, kept.
+CREATE TEMP TABLE ipc ON COMMIT DROP AS
+SELECT v.tag, date_trunc('hour', now(), 'UTC') - v.ago AS hour, v.net, i,
+       ('198.18.' || v.net || '.' || i)::inet AS ip,
+       CASE WHEN v.tag = 'busy' THEN CASE WHEN i > 100 THEN i - 90 ELSE 5 END
+            WHEN v.tag = 'edge' THEN 200 - i ELSE 1 END::bigint AS requests,
+       (i % 4)::bigint AS errors
+  FROM (VALUES ('busy', interval '3 days', 7, ARRAY[1, 60, 101, 190]),
+               ('full', interval '3 days 1 hour', 10, ARRAY[1, 100, 1, 0]),
+               ('edge', interval '7 days', 9, ARRAY[1, 101, 1, 0]),
+               ('old', interval '7 days 1 hour', 11, ARRAY[1, 150, 1, 0]),
+               ('now', interval '0', 8, ARRAY[1, 150, 1, 0])) v(tag, ago, net, r),
+       LATERAL (SELECT generate_series(v.r[1], v.r[2]) UNION ALL SELECT generate_series(v.r[3], v.r[4])) g(i);
+INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors) SELECT hour, ip, requests, errors FROM ipc;
+SELECT is((SELECT array_agg(n ORDER BY tag) FROM (SELECT tag, count(*)::int AS n FROM ipc GROUP BY tag) x),
+          ARRAY[150, 101, 100, 150, 150], 'compaction setup: busy 150, edge 101, full 100, now 150, old 150 addresses');
+SELECT is(authx._usage_purge(now()), '{"hourly_purged": 0, "hourly_ip_purged": 0, "hourly_ip_compacted": 51}'::jsonb,
+          '_usage_purge(now()) compacts 51 rows: 50 of the busy hour, 1 of the edge hour');
+SELECT set_eq(
+    $$SELECT i.tag, host(h.ip), h.requests, h.errors FROM authx.usage_hourly_ip h JOIN ipc i USING (hour, ip)$$,
+    $$SELECT tag, host(ip), requests, errors FROM ipc
+       WHERE NOT (tag = 'busy' AND i BETWEEN 11 AND 60) AND NOT (tag = 'edge' AND i = 101)$$,
+    'compaction keeps the busy hour''s 90 busiest and its tied .1 .. .10 (requests DESC, then inet order), the edge '
+    'hour''s 100 busiest, and every address of the full, old and current hours, requests and errors unchanged');
+SELECT is(authx._usage_purge(now()) -> 'hourly_ip_compacted', '0'::jsonb, 'a second pass compacts nothing');
+
 -- ================================================================ fake clock far ahead
--- The full pass, with the configured retention (90 days), as of a day far
--- enough ahead retires every partition that exists now (superuser only).
+-- The full pass, with the configured retentions (90 days for audit_log, 30
+-- for usage_log), as of a day far enough ahead retires every partition
+-- that exists now (superuser only).  The worker cannot write usage rows
+-- meanwhile: this transaction holds usage_log since it made day +30.
 SELECT (:'today'::date + 2000) AS far3 \gset
 SELECT count(*) AS n_all FROM authx.audit_partitions WHERE partition ~ '^audit_log_p[0-9]{8}$' \gset
-SELECT is(authx._maintenance_run_at(pg_temp.utc(:'far3')) -> 'audit_log',
+SELECT count(*) AS n_uall FROM pg_temp.upartitions() p WHERE p ~ '^usage_log_p[0-9]{8}$' \gset
+SELECT count(*) AS n_hourly FROM authx.usage_hourly \gset
+SELECT count(*) AS n_hourly_ip FROM authx.usage_hourly_ip \gset
+SELECT authx._maintenance_run_at(pg_temp.utc(:'far3')) AS r3 \gset
+SELECT is(:'r3'::jsonb -> 'audit_log',
           jsonb_build_object('created', :premake + 1, 'dropped', :n_all, 'moved', 0, 'purged', 0),
           '_maintenance_run_at(today + 2000 days) drops all current partitions and makes the new window');
 SELECT is((SELECT count(*) FROM authx.audit_log WHERE at < pg_temp.utc(:'far3', '00:00'))::int, 0,
           'no event older than that clock is left in audit_log');
+SELECT is(:'r3'::jsonb -> 'usage_log',
+          jsonb_build_object('created', :premake + 1, 'dropped', :n_uall, 'moved', 0, 'purged', 0),
+          'the same pass drops every current usage_log partition and makes the new window');
+SELECT is((SELECT count(*) FROM authx.usage_log WHERE at < pg_temp.utc(:'far3', '00:00'))::int, 0,
+          'no raw usage row older than that clock is left in usage_log');
+SELECT is(:'r3'::jsonb -> 'usage',
+          jsonb_build_object('hourly_purged', :n_hourly, 'hourly_ip_purged', :n_hourly_ip, 'hourly_ip_compacted', 0),
+          'and purges every hourly rollup (all older than 400 days by then), leaving none to compact');
 
 SELECT * FROM finish();
 ROLLBACK;

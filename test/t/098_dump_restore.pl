@@ -198,14 +198,14 @@ ok(IPC::Run::run([ $node->installed_command('psql'), '-X', '-q', '-v', 'ON_ERROR
 # the same (checked below), but a restore with ON_ERROR_STOP or
 # --single-transaction fails.  Only these exact messages, naming a
 # partition the dump holds, are let through.
-my %dumped_parts = map { $_ => 1 } ($dump =~ /^CREATE TABLE authx\.(audit_log_p\d{8}) \(/mg);
+my %dumped_parts = map { $_ => 1 } ($dump =~ /^CREATE TABLE authx\.((?:audit|usage)_log_p\d{8}) \(/mg);
 my @lines = grep { $_ ne '' } split(/\n/, $err);
 my @errors = grep { /^psql:/ && !/^psql:[^:]+:\d+: NOTICE:/ } @lines;
 my (@known, @other);
 for my $e (@errors)
 {
 	if (   $e =~ /^psql:[^:]+:\d+: ERROR:  multiple primary keys for table "(audit_log_p\d{8})" are not allowed$/
-		|| $e =~ /^psql:[^:]+:\d+: ERROR:  relation "(audit_log_p\d{8})_(?:at_idx|user_id_at_idx)" already exists$/)
+		|| $e =~ /^psql:[^:]+:\d+: ERROR:  relation "((?:audit|usage)_log_p\d{8})_(?:at_idx|user_id_at_idx)" already exists$/)
 	{
 		push @{ $dumped_parts{$1} ? \@known : \@other }, $e;
 	}

@@ -1,0 +1,1 @@
+SELECT authx.usage_summary('30 days') IS NOT NULL;
