@@ -39,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -335,10 +336,21 @@ authx_usage_drain(void)
 	int			dims[1];
 	int			lbs[1] = {1};
 	int			rc;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
 
 	if (usage == NULL)
 		return 0;
 	tail = pg_atomic_read_u64(&usage->tail);
+	if (pg_atomic_read_u64(&usage->slots[tail % usage->nslots].seq) != tail + 1)
+		return 0;
+
+	/*
+	 * The batch gets a context of its own, deleted below: after a commit
+	 * the current context is TopMemoryContext, which would keep it forever.
+	 */
+	cxt = AllocSetContextCreate(TopMemoryContext, "authx usage batch", ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
 	recs = palloc(sizeof(UsageRec) * USAGE_BATCH);
 	while (n < USAGE_BATCH)
 	{
@@ -353,7 +365,11 @@ authx_usage_drain(void)
 		n++;
 	}
 	if (n == 0)
+	{
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(cxt);
 		return 0;
+	}
 	pg_atomic_write_u64(&usage->tail, tail + n);
 
 	at = palloc(sizeof(Datum) * n);
@@ -408,9 +424,13 @@ authx_usage_drain(void)
 	PG_CATCH();
 	{
 		authx_stat_add(AUTHX_STAT_USAGE_DROPPED, n);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
 	authx_stat_add(AUTHX_STAT_USAGE_WRITTEN, n);
 	return n;
 }

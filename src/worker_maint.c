@@ -202,6 +202,12 @@ maintain(void)
 static void
 run_step(WorkerStep step, void (*fn) (void), MemoryContext loopcxt)
 {
+	/*
+	 * A step that committed left TopMemoryContext current: what the next
+	 * one allocates outside its transaction must go to the loop's context,
+	 * reset every turn, or the worker grows by it every turn.
+	 */
+	MemoryContextSwitchTo(loopcxt);
 	PG_TRY();
 	{
 		fn();
