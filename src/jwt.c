@@ -427,6 +427,18 @@ authx_jwt_sign(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
+/* The top-level claim called name, or NULL. */
+static JsonbValue *
+claim_get(Jsonb *jb, const char *name)
+{
+	JsonbValue	kv;
+
+	kv.type = jbvString;
+	kv.val.string.val = (char *) name;
+	kv.val.string.len = strlen(name);
+	return findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+}
+
 /*
  * A numeric claim in seconds; false when absent or not a number.  Read as a
  * double through its text, so no value (1e30, say) can raise an error.
@@ -434,14 +446,10 @@ authx_jwt_sign(PG_FUNCTION_ARGS)
 static bool
 claim_seconds(Jsonb *jb, const char *name, double *out)
 {
-	JsonbValue	kv;
 	JsonbValue *v;
 	char	   *txt;
 
-	kv.type = jbvString;
-	kv.val.string.val = (char *) name;
-	kv.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+	v = claim_get(jb, name);
 	if (v == NULL || v->type != jbvNumeric)
 		return false;
 	txt = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
@@ -453,15 +461,11 @@ claim_seconds(Jsonb *jb, const char *name, double *out)
 static bool
 claim_uuid(Jsonb *jb, const char *name, pg_uuid_t *out)
 {
-	JsonbValue	kv;
 	JsonbValue *v;
 	char		buf[37];
 	int			i;
 
-	kv.type = jbvString;
-	kv.val.string.val = (char *) name;
-	kv.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+	v = claim_get(jb, name);
 	if (v == NULL || v->type != jbvString || v->val.string.len != 36)
 		return false;
 	memcpy(buf, v->val.string.val, 36);
@@ -482,15 +486,11 @@ claim_uuid(Jsonb *jb, const char *name, pg_uuid_t *out)
 static bool
 claim_matches(Jsonb *jb, const char *name, const char *want)
 {
-	JsonbValue	kv;
 	JsonbValue *v;
 
 	if (want == NULL || want[0] == '\0')
 		return true;
-	kv.type = jbvString;
-	kv.val.string.val = (char *) name;
-	kv.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+	v = claim_get(jb, name);
 	return v != NULL && v->type == jbvString && v->val.string.len == (int) strlen(want) &&
 		memcmp(v->val.string.val, want, v->val.string.len) == 0;
 }

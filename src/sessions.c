@@ -394,18 +394,19 @@ session_touch(SessionRow *row, TimestampTz now, Datum ip, bool ip_null, Oid owne
 
 /*
  * token_digest
- *		Hash a session token if it is well formed.  Checks the stored size
- *		before detoasting, so a megabyte of garbage costs nothing.
+ *		Hash a token of the given 4-character prefix if it is well formed.
+ *		Checks the stored size before detoasting, so a megabyte of garbage
+ *		costs nothing.
  */
 static bool
-token_digest(Datum tokd, uint8 *hash)
+token_digest(const char *prefix, Datum tokd, uint8 *hash)
 {
 	text	   *tok;
 
 	if (toast_raw_datum_size(tokd) != VARHDRSZ + AUTHX_TOKEN_LEN)
 		return false;
 	tok = DatumGetTextPP(tokd);
-	if (!authx_token_wellformed(AUTHX_SESSION_PREFIX, VARDATA_ANY(tok), VARSIZE_ANY_EXHDR(tok)))
+	if (!authx_token_wellformed(prefix, VARDATA_ANY(tok), VARSIZE_ANY_EXHDR(tok)))
 		return false;
 	authx_sha256(VARDATA_ANY(tok), AUTHX_TOKEN_LEN, hash);
 	return true;
@@ -429,7 +430,7 @@ authx_session_validate(PG_FUNCTION_ARGS)
 	Oid			owner;
 	pg_uuid_t  *result;
 
-	if (PG_ARGISNULL(0) || !token_digest(PG_GETARG_DATUM(0), hash))
+	if (PG_ARGISNULL(0) || !token_digest(AUTHX_SESSION_PREFIX, PG_GETARG_DATUM(0), hash))
 	{
 		authx_stat_add(AUTHX_STAT_SESSION_MALFORMED, 1);
 		PG_RETURN_NULL();
@@ -501,6 +502,22 @@ authx_token_new(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
+/* A digest as bytea, or NULL when token_digest refused the token. */
+static Datum
+digest_datum(const char *prefix, Datum tokd, bool *isnull)
+{
+	uint8		hash[AUTHX_HASH_LEN];
+	bytea	   *h;
+
+	*isnull = !token_digest(prefix, tokd, hash);
+	if (*isnull)
+		return (Datum) 0;
+	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
+	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
+	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
+	return PointerGetDatum(h);
+}
+
 PG_FUNCTION_INFO_V1(authx_session_token_hash);
 
 /*
@@ -510,13 +527,29 @@ PG_FUNCTION_INFO_V1(authx_session_token_hash);
 Datum
 authx_session_token_hash(PG_FUNCTION_ARGS)
 {
-	uint8		hash[AUTHX_HASH_LEN];
-	bytea	   *h;
+	return digest_datum(AUTHX_SESSION_PREFIX, PG_GETARG_DATUM(0), &fcinfo->isnull);
+}
 
-	if (!token_digest(PG_GETARG_DATUM(0), hash))
-		PG_RETURN_NULL();
-	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
-	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
-	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
-	PG_RETURN_BYTEA_P(h);
+PG_FUNCTION_INFO_V1(authx_token_hash);
+
+/*
+ * authx._token_hash(prefix text, token text) RETURNS bytea
+ *		SHA-256 of a well-formed token of that prefix (axc_, axd_, axv_,
+ *		axp_ ...), NULL for anything else: the lookup key of every token
+ *		authx keeps only as a digest.
+ */
+Datum
+authx_token_hash(PG_FUNCTION_ARGS)
+{
+	char		prefix[AUTHX_TOKEN_PREFIX_LEN + 1];
+	text	   *p = PG_GETARG_TEXT_PP(0);
+
+	if (VARSIZE_ANY_EXHDR(p) != AUTHX_TOKEN_PREFIX_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a token prefix has %d characters", AUTHX_TOKEN_PREFIX_LEN),
+				 errhint("Pass a prefix such as 'axd_'.")));
+	memcpy(prefix, VARDATA_ANY(p), AUTHX_TOKEN_PREFIX_LEN);
+	prefix[AUTHX_TOKEN_PREFIX_LEN] = '\0';
+	return digest_datum(prefix, PG_GETARG_DATUM(1), &fcinfo->isnull);
 }

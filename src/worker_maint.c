@@ -100,18 +100,26 @@ check_extension(void)
 }
 
 /*
- * drain_all
- *		Write queued audit events, a batch per transaction.  At most 100
- *		batches a turn, so a flood cannot starve partition maintenance; the
- *		latch is set again by the producers anyway.
+ * drain
+ *		Call a queue's drain, a batch per transaction, until it is empty or
+ *		100 batches were written this turn, so a flood cannot starve the
+ *		other steps; the producers set the latch again anyway.  At shutdown
+ *		it goes on until the queue is empty.
  */
 static void
-drain_all(void)
+drain(int (*batch) (void))
 {
 	int			batches = 0;
 
-	while (authx_audit_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
+	while (batch() > 0 && (++batches < 100 || ShutdownRequestPending))
 		CHECK_FOR_INTERRUPTS();
+}
+
+/* Queued audit events into authx.audit_log. */
+static void
+drain_all(void)
+{
+	drain(authx_audit_drain);
 }
 
 /*
@@ -140,18 +148,11 @@ usage(void)
 	(void) authx_apikey_usage_persist();
 }
 
-/*
- * usage_log
- *		Write queued usage records (raw rows and rollups), a batch per
- *		transaction, at most 100 batches a turn.
- */
+/* Queued usage records into authx.usage_log and its rollups. */
 static void
 usage_log(void)
 {
-	int			batches = 0;
-
-	while (authx_usage_drain() > 0 && (++batches < 100 || ShutdownRequestPending))
-		CHECK_FOR_INTERRUPTS();
+	drain(authx_usage_drain);
 }
 
 /*

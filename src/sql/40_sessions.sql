@@ -100,6 +100,13 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION authx._session_token_hash(text) IS
 'Internal. Returns sha256 of a well-formed session token, NULL for anything else.';
 
+CREATE FUNCTION authx._token_hash(prefix text, token text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'authx_token_hash'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authx._token_hash(text, text) IS
+'Internal. Returns sha256 of a well-formed token of the prefix (axc_, axd_, axv_, axp_), NULL for anything else.';
+
 CREATE FUNCTION authx.session_validate(token text, ip inet DEFAULT NULL)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'authx_session_validate'
@@ -218,20 +225,13 @@ BEGIN
     END IF;
     -- Then the login policy, per address (IPv6: per /64) and per email,
     -- known or not: a limited attempt costs no lookup and no argon2 time.
-    IF EXISTS (SELECT 1 FROM authx.rate_limit_policies p WHERE p.name = 'login') THEN
-        IF ip IS NOT NULL THEN
-            v_rl := authx.rate_check('login', 'ip:' || authx._ip_key(ip)::text);
-        END IF;
-        IF v_rl.allowed IS DISTINCT FROM false THEN
-            v_rl := authx.rate_check('login', 'email:' || v_email);
-        END IF;
-        IF NOT v_rl.allowed THEN
-            PERFORM authx.audit('login.rate_limited', 'low', NULL, ip,
-                                jsonb_build_object('retry_after_s', extract(epoch FROM v_rl.retry_after)), user_agent);
-            RETURN QUERY SELECT 'rate_limited'::text, NULL::uuid, NULL::text,
-                                clock_timestamp() + coalesce(v_rl.retry_after, interval '0');
-            RETURN;
-        END IF;
+    v_rl := authx._rate_check_ip_email('login', ip, v_email);
+    IF NOT v_rl.allowed THEN
+        PERFORM authx.audit('login.rate_limited', 'low', NULL, ip,
+                            jsonb_build_object('retry_after_s', extract(epoch FROM v_rl.retry_after)), user_agent);
+        RETURN QUERY SELECT 'rate_limited'::text, NULL::uuid, NULL::text,
+                            clock_timestamp() + coalesce(v_rl.retry_after, interval '0');
+        RETURN;
     END IF;
     SELECT * INTO v_user FROM authx.users u
      WHERE lower(u.email) = lower(btrim(login.email, E' \t\r\n')) AND u.deleted_at IS NULL;

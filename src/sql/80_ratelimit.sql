@@ -125,6 +125,33 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION authx.rate_check(text, text, integer) IS
 'rate_limit with the named policy''s limit, store and fail_mode, or the subject''s override (bypass: always allowed, remaining NULL). Raises 42704 for an unknown policy, 22004 for NULL arguments, 22023 for a negative cost.';
 
+-- Requests that name an account (login, password reset) spend the policy
+-- per address (IPv6: per /64) and per email, known or not, before any
+-- lookup: NULL when the policy was deleted, else the address's answer if it
+-- refused, otherwise the email's.
+CREATE FUNCTION authx._rate_check_ip_email(p_policy text, p_ip inet, p_email text)
+RETURNS authx.rate_limit_result
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rl authx.rate_limit_result;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM authx.rate_limit_policies p WHERE p.name = p_policy) THEN
+        RETURN NULL;
+    END IF;
+    IF p_ip IS NOT NULL THEN
+        v_rl := authx.rate_check(p_policy, 'ip:' || authx._ip_key(p_ip)::text);
+        IF NOT v_rl.allowed THEN
+            RETURN v_rl;
+        END IF;
+    END IF;
+    RETURN authx.rate_check(p_policy, 'email:' || p_email);
+END
+$$;
+COMMENT ON FUNCTION authx._rate_check_ip_email(text, inet, text) IS
+'Internal. A policy spent per address and per email (login, password_reset): NULL without the policy, else the first refusal or the email''s answer.';
+
 CREATE FUNCTION authx.rate_policy_set(name text, max integer, per interval, fail_mode text DEFAULT 'local',
                                       description text DEFAULT NULL, store text DEFAULT 'local')
 RETURNS void

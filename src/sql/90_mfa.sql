@@ -389,10 +389,8 @@ BEGIN
         RETURN QUERY SELECT 'blocked'::text, NULL::uuid, NULL::text, NULL::timestamptz;
         RETURN;
     END IF;
-    IF login_mfa.challenge ~ '^axc_[A-Za-z0-9_-]{43}$' THEN
-        SELECT * INTO c FROM authx.mfa_challenges m
-         WHERE m.token_hash = sha256(convert_to(login_mfa.challenge, 'UTF8')) FOR UPDATE;
-    END IF;
+    SELECT * INTO c FROM authx.mfa_challenges m
+     WHERE m.token_hash = authx._token_hash('axc_', login_mfa.challenge) FOR UPDATE;
     IF c.token_hash IS NULL OR c.used_at IS NOT NULL OR c.expires_at <= clock_timestamp()
        OR NOT EXISTS (SELECT 1 FROM authx.users u
                        WHERE u.id = c.user_id AND u.status = 'active' AND u.deleted_at IS NULL) THEN

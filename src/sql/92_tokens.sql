@@ -261,7 +261,7 @@ BEGIN
         -- that device") ends the tokens too.
         r := authx._session_insert(token_issue.user_id, NULL, NULL, NULL);
         SELECT s.id INTO v_sid FROM authx.sessions s
-         WHERE s.token_hash = sha256(convert_to(r.session_token, 'UTF8'));
+         WHERE s.token_hash = authx._session_token_hash(r.session_token);
     ELSE
         SELECT s.id INTO v_sid FROM authx.sessions s
          WHERE s.token_hash = authx._session_token_hash(token_issue.session_token)

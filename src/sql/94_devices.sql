@@ -71,11 +71,8 @@ AS $$
 DECLARE
     v_id uuid;
 BEGIN
-    IF p_token IS NULL OR p_token !~ '^axd_[A-Za-z0-9_-]{43}$' THEN
-        RETURN NULL;
-    END IF;
     UPDATE authx.trusted_devices d SET last_used_at = now()
-     WHERE d.token_hash = sha256(convert_to(p_token, 'UTF8')) AND d.user_id = p_user_id
+     WHERE d.token_hash = authx._token_hash('axd_', p_token) AND d.user_id = p_user_id
        AND d.revoked_at IS NULL AND d.expires_at > clock_timestamp()
     RETURNING d.id INTO v_id;
     RETURN v_id;

@@ -56,11 +56,8 @@ DECLARE
     x authx.user_tokens;
 BEGIN
     verdict := 'invalid';
-    IF p_token IS NULL OR p_token !~ ('^' || p_prefix || '[A-Za-z0-9_-]{43}$') THEN
-        RETURN;
-    END IF;
     SELECT * INTO x FROM authx.user_tokens t
-     WHERE t.token_hash = sha256(convert_to(p_token, 'UTF8')) AND t.purpose = p_purpose FOR UPDATE;
+     WHERE t.token_hash = authx._token_hash(p_prefix, p_token) AND t.purpose = p_purpose FOR UPDATE;
     IF x.token_hash IS NULL
        OR NOT EXISTS (SELECT 1 FROM authx.users u
                        WHERE u.id = x.user_id AND u.status = 'active' AND u.deleted_at IS NULL
@@ -134,19 +131,12 @@ DECLARE
     r       record;
 BEGIN
     -- Per address and per email, known or not, before any lookup.
-    IF EXISTS (SELECT 1 FROM authx.rate_limit_policies p WHERE p.name = 'password_reset') THEN
-        IF ip IS NOT NULL THEN
-            v_rl := authx.rate_check('password_reset', 'ip:' || authx._ip_key(ip)::text);
-        END IF;
-        IF v_rl.allowed IS DISTINCT FROM false THEN
-            v_rl := authx.rate_check('password_reset', 'email:' || v_email);
-        END IF;
-        IF NOT v_rl.allowed THEN
-            PERFORM authx.audit('password.reset_limited', 'low', NULL, ip,
-                                jsonb_build_object('account', authx._account_tag(v_email)));
-            RETURN QUERY SELECT NULL::text, NULL::timestamptz;
-            RETURN;
-        END IF;
+    v_rl := authx._rate_check_ip_email('password_reset', ip, v_email);
+    IF NOT v_rl.allowed THEN
+        PERFORM authx.audit('password.reset_limited', 'low', NULL, ip,
+                            jsonb_build_object('account', authx._account_tag(v_email)));
+        RETURN QUERY SELECT NULL::text, NULL::timestamptz;
+        RETURN;
     END IF;
     SELECT * INTO v_user FROM authx.users u
      WHERE lower(u.email) = v_email AND u.deleted_at IS NULL AND u.status = 'active';

@@ -117,9 +117,9 @@ BEGIN
          WHERE h.hour >= v_from AND (v_key IS NULL OR h.api_key_id = v_key)
          GROUP BY GROUPING SETS ((), (h.endpoint), (h.hour), (h.api_key_id))
     ), tot AS (
-        SELECT coalesce(sum(g.requests), 0) AS requests, coalesce(sum(g.e4), 0) AS e4,
-               coalesce(sum(g.e5), 0) AS e5, sum(g.lat_sum) AS lat_sum,
-               authx._hist_sum(g.hist) AS hist
+        -- The grand total: the one row of the empty grouping set (there even
+        -- when no rollup is in the window).
+        SELECT coalesce(g.requests, 0) AS requests, g.e4, g.e5, g.lat_sum, g.hist
           FROM g WHERE NOT (g.by_endpoint OR g.by_hour OR g.by_key)
     )
     SELECT jsonb_build_object(

@@ -262,6 +262,7 @@ SELECT set_eq(
         'function authx._policy_changed()',
         'function authx._rate_policy_merge_seed()',
         'function authx._ratelimit_purge(timestamp with time zone)',
+        'function authx._rate_check_ip_email(text,inet,text)',
         'function authx._rbac_changed()',
         'function authx._rbac_purge(timestamp with time zone)',
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
@@ -275,6 +276,7 @@ SELECT set_eq(
         'function authx._roles_check_cycle()',
         'function authx._session_insert(uuid,inet,text,interval)',
         'function authx._session_token_hash(text)',
+        'function authx._token_hash(text,text)',
         'function authx._sessions_cache()',
         'function authx._sessions_purge(timestamp with time zone)',
         'function authx._sessions_version()',
@@ -440,14 +442,14 @@ SELECT functions_are('authx', ARRAY[
     '_maintenance_run_at', '_mfa_challenge_new', '_mfa_failed', '_mfa_gate', '_mfa_purge',
     '_partitions_ahead', '_partitions_maintain', '_password_check', '_password_hash',
     '_password_rehash', '_permission_valid', '_permissions_normalize', '_policy_changed', '_rate_policy_merge_seed',
-    '_ratelimit_purge',
+    '_rate_check_ip_email', '_ratelimit_purge',
     '_rbac_changed', '_rbac_purge', '_rbac_resolve', '_recovery_check', '_recovery_hash', '_refresh_token_new',
     '_refresh_token_parse', '_require', '_reserved_claims',
     '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
     '_setting_interval', '_signing_key_ensure', '_signing_key_new', '_signing_keys_changed', '_stats',
-    '_threat_block', '_threat_rule_merge_seed', '_token_new', '_token_refresh', '_tokens_purge',
+    '_threat_block', '_threat_rule_merge_seed', '_token_hash', '_token_new', '_token_refresh', '_tokens_purge',
     '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode', '_usage_purge',
     '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
     '_user_status_revoke', '_user_token_new', '_user_token_take', '_user_tokens_purge',
@@ -471,8 +473,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 169,
-          'schema authx has exactly 169 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 171,
+          'schema authx has exactly 171 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -937,10 +939,13 @@ SELECT set_eq(
               'plpgsql', true, 'v', 'u', false, 'void'),
              ('authx.rate_override_remove(text,text)', 'plpgsql', true, 'v', 'u', false, 'boolean'),
              ('authx._ratelimit_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb'),
+             ('authx._rate_check_ip_email(text,inet,text)', 'plpgsql', false, 'v', 'u', false,
+              'authx.rate_limit_result'),
              ('authx._rate_policy_merge_seed()', 'plpgsql', false, 'v', 'u', false, 'trigger')$$,
     'rate-limit functions: rate_limit, rate_peek and rate_check VOLATILE PARALLEL RESTRICTED C returning '
     'rate_limit_result, not definers; rate_policy_set, rate_override_set, rate_override_remove PL/pgSQL '
-    'SECURITY DEFINER; _ratelimit_purge and the trigger function _rate_policy_merge_seed PL/pgSQL, not definers; '
+    'SECURITY DEFINER; _ratelimit_purge, _rate_check_ip_email and the trigger function _rate_policy_merge_seed '
+    'PL/pgSQL, not definers; '
     'none STRICT'
 );
 SELECT results_eq(
