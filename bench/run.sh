@@ -499,14 +499,21 @@ bench_usage() {
         hw+=("$(tps 2 usage_handwritten.sql)")
     done
     local rec wr dr
-    sleep 2
+    # The worker has written (or dropped) every record before the rows below
+    # replace what it wrote.
+    for _ in $(seq 100); do
+        [ "$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'usage_queue_depth'")" = 0 ] && break
+        sleep 0.2
+    done
+    sleep 1
     read -r dr rec wr < <(psql_ -tAc "SELECT string_agg(value::text, ' ' ORDER BY name) FROM authx.stats
                                       WHERE name IN ('usage_recorded', 'usage_written', 'usage_dropped')")
     # 10M raw rows over 30 days: 40 endpoints, 200 keys, 5% 4xx, 1% 5xx,
     # log-normal-ish latencies; rollups built from them as the worker would.
     psql_ <<'SQL' >/dev/null
 SET max_parallel_workers_per_gather = 0;
-TRUNCATE authx.usage_log, authx.usage_hourly, authx.usage_hourly_ip;
+TRUNCATE authx.usage_log, authx.usage_hourly, authx.usage_hourly_total, authx.usage_daily, authx.usage_hourly_ip,
+         authx.usage_daily_ip;
 INSERT INTO authx.usage_log (at, endpoint, status, latency_ms, api_key_id, ip)
 SELECT now() - (i % 2592000) * interval '1 second',
        'GET /route/' || (i % 40),
@@ -519,6 +526,14 @@ INSERT INTO authx.usage_hourly (hour, endpoint, status_class, api_key_id, reques
 SELECT date_trunc('hour', at, 'UTC'), endpoint, status / 100, coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'),
        count(*), sum(latency_ms), authx._latency_hist(array_agg(latency_ms))
   FROM authx.usage_log GROUP BY 1, 2, 3, 4;
+INSERT INTO authx.usage_hourly_total (hour, requests, errors_4xx, errors_5xx, latency_sum_ms, latency_hist)
+SELECT date_trunc('hour', at, 'UTC'), count(*), count(*) FILTER (WHERE status / 100 = 4),
+       count(*) FILTER (WHERE status / 100 = 5), sum(latency_ms), authx._latency_hist(array_agg(latency_ms))
+  FROM authx.usage_log GROUP BY 1;
+INSERT INTO authx.usage_daily (day, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)
+SELECT (at AT TIME ZONE 'UTC')::date, endpoint, status / 100, coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'),
+       count(*), sum(latency_ms), authx._latency_hist(array_agg(latency_ms))
+  FROM authx.usage_log GROUP BY 1, 2, 3, 4;
 -- As maintenance leaves it: each finished hour keeps its 100 busiest addresses.
 INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
 SELECT hour, ip, requests, errors
@@ -527,14 +542,27 @@ SELECT hour, ip, requests, errors
                row_number() OVER (PARTITION BY date_trunc('hour', at, 'UTC') ORDER BY count(*) DESC, ip) AS rn
           FROM authx.usage_log GROUP BY 1, 2) x
  WHERE rn <= 100 OR hour >= date_trunc('hour', now(), 'UTC');
-ANALYZE authx.usage_hourly, authx.usage_hourly_ip;
+-- and each finished day its 100 busiest, summed from those hours.
+INSERT INTO authx.usage_daily_ip (day, ip, requests, errors)
+SELECT day, ip, requests, errors
+  FROM (SELECT (hour AT TIME ZONE 'UTC')::date AS day, ip, sum(requests) AS requests, sum(errors) AS errors,
+               row_number() OVER (PARTITION BY (hour AT TIME ZONE 'UTC')::date ORDER BY sum(requests) DESC, ip) AS rn
+          FROM authx.usage_hourly_ip WHERE hour < date_trunc('day', now(), 'UTC') GROUP BY 1, 2) x
+ WHERE rn <= 100;
+ANALYZE authx.usage_hourly, authx.usage_hourly_total, authx.usage_daily, authx.usage_hourly_ip, authx.usage_daily_ip;
+-- And the maintenance pass the worker would make: the raw rows into their
+-- daily partitions (not measured meanwhile).
+SELECT authx.maintenance_run();
 SQL
     local raw roll hrows iprows ms
     raw=$(psql_ -tAc "SELECT count(*) FROM authx.usage_log")
     roll=$(psql_ -tAc "SELECT sum(requests) FROM authx.usage_hourly")
     [ "$raw" = "$roll" ] || die "usage bench: rollups count $roll, raw rows $raw"
-    hrows=$(psql_ -tAc "SELECT count(*) FROM authx.usage_hourly")
-    iprows=$(psql_ -tAc "SELECT count(*) FROM authx.usage_hourly_ip")
+    hrows=$(psql_ -tAc "SELECT (SELECT count(*) FROM authx.usage_hourly) || ' hourly, ' ||
+                                (SELECT count(*) FROM authx.usage_hourly_total) || ' hourly-total, ' ||
+                                (SELECT count(*) FROM authx.usage_daily) || ' daily'")
+    iprows=$(psql_ -tAc "SELECT (SELECT count(*) FROM authx.usage_hourly_ip) || ' hourly + ' ||
+                                 (SELECT count(*) FROM authx.usage_daily_ip) || ' daily'")
     [ "$(psql_ -tAc "SELECT (authx.usage_summary('30 days')->>'requests')::bigint")" -gt 9000000 ] \
         || die "usage bench: usage_summary does not see the rows"
     ms=$(as_user pgbench -n -M prepared -c 1 -j 1 -t 20 -h 127.0.0.1 -p "$PORT" -U postgres \
@@ -551,7 +579,7 @@ SQL
     row "INSERT INTO a requests table, one row per request" "$HW" "$(median_ratio "${hw[*]}" "${s1[*]}")" "1.000"
     echo
     echo "usage_record during the runs: recorded $rec, written by the worker $wr, dropped $dr (queue: authx.usage_queue_size)"
-    echo "usage_summary('30 days') over $raw raw rows ($hrows hourly rollup rows, $iprows per-address rows): ${ms} ms average of 20 calls"
+    echo "usage_summary('30 days') over $raw raw rows (rollup rows: $hrows; per-address: $iprows): ${ms} ms average of 20 calls"
 }
 
 for section in $SECTIONS; do

@@ -160,6 +160,10 @@ typedef enum AuthxStat
 	AUTHX_STAT_USAGE_RECORDED,
 	AUTHX_STAT_USAGE_WRITTEN,
 	AUTHX_STAT_USAGE_DROPPED,
+	AUTHX_STAT_USAGE_STATUS_4XX,
+	AUTHX_STAT_USAGE_STATUS_5XX,
+	AUTHX_STAT_CACHE_HITS,
+	AUTHX_STAT_CACHE_MISSES,
 	AUTHX_NUM_STATS
 } AuthxStat;
 
@@ -336,10 +340,14 @@ extern void authx_cache_shmem_startup(char *base, bool found);
 extern bool authx_cache_enabled(void);
 extern void authx_cache_lag_percentiles(int64 *p50, int64 *p99);
 extern uint64 authx_cache_queue_depth(void);
+extern uint64 authx_cache_queue_capacity(void);
 extern bool authx_cache_connected(void);
 /* the writer's side of the ring */
 extern bool authx_cache_writer_attach(Latch *latch);
 extern void authx_cache_writer_state(bool connected, const char *run_id, const char *error);
+extern void authx_cache_own_lookups(int64 hits, int64 misses);
+extern void authx_cache_own_pending(int delta);
+extern void authx_cache_lookups_sample(const char *run_id, int64 ks_hits, int64 ks_misses);
 extern uint64 authx_cache_begin_resync(void);
 extern void authx_cache_end_resync(uint64 pos);
 extern bool authx_cache_overflowed(void);
@@ -441,6 +449,7 @@ extern bool authx_permission_covers(const char *g, int glen, const char *w, int 
 extern Size authx_usage_shmem_size(void);
 extern void authx_usage_shmem_startup(char *base, bool found);
 extern int	authx_usage_drain(void);
+extern long authx_usage_due_ms(void);
 extern int	authx_hist_bucket(double ms);
 extern double authx_hist_upper(int k);
 extern void authx_usage_hist(uint64 *counts, uint64 *sum_us);

@@ -43,6 +43,7 @@
 #include "authx.h"
 
 #define AUTHX_LAG_SAMPLES	1024
+#define AUTHX_LAG_WINDOW_US	(60 * USECS_PER_SEC)
 #define AUTHX_MEMO_SIZE		4096
 
 /* The ring and the writer's published state, in shared memory. */
@@ -63,7 +64,11 @@ typedef struct AuthxCacheShared
 	char		last_error[256];
 	TimestampTz last_error_at;
 	uint32		lag_us[AUTHX_LAG_SAMPLES];	/* recent commit-to-applied lags */
+	TimestampTz lag_at[AUTHX_LAG_SAMPLES];	/* when each was applied */
 	uint64		lag_count;
+	pg_atomic_uint64 own_hits;	/* keyspace hits and misses of authx's own */
+	pg_atomic_uint64 own_misses;	/* scripts (writer and rate limits) */
+	pg_atomic_uint64 own_pending;	/* rate-limit scripts sent, not yet counted */
 	ConditionVariable cv;		/* broadcast when the tail moves */
 	Size		size;			/* capacity in operations */
 	AuthxCacheOp ops[FLEXIBLE_ARRAY_MEMBER];
@@ -115,6 +120,9 @@ cache_reset(void)
 	cache->head = cache->tail = 1;
 	cache->done = 0;
 	cache->size = authx_cache_queue_size;
+	pg_atomic_init_u64(&cache->own_hits, 0);
+	pg_atomic_init_u64(&cache->own_misses, 0);
+	pg_atomic_init_u64(&cache->own_pending, 0);
 	ConditionVariableInit(&cache->cv);
 }
 
@@ -728,21 +736,28 @@ cmp_uint32(const void *a, const void *b)
 
 /*
  * authx_cache_lag_percentiles
- *		p50 and p99 of the recent commit-to-applied lags, in microseconds
- *		(-1 when there are none yet).
+ *		p50 and p99 of the commit-to-applied lags of the last 1024
+ *		operations applied within the last minute, in microseconds (-1 when
+ *		there are none): one slow burst must not speak for a quiet server
+ *		for ever.
  */
 void
 authx_cache_lag_percentiles(int64 *p50, int64 *p99)
 {
 	uint32		samples[AUTHX_LAG_SAMPLES];
-	int			n;
+	TimestampTz since = GetCurrentTimestamp() - AUTHX_LAG_WINDOW_US;
+	int			n = 0;
+	int			i;
+	int			kept;
 
 	*p50 = *p99 = -1;
 	if (cache == NULL)
 		return;
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-	n = (int) Min(cache->lag_count, AUTHX_LAG_SAMPLES);
-	memcpy(samples, cache->lag_us, sizeof(uint32) * n);
+	kept = (int) Min(cache->lag_count, AUTHX_LAG_SAMPLES);
+	for (i = 0; i < kept; i++)
+		if (cache->lag_at[i] >= since)
+			samples[n++] = cache->lag_us[i];
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	if (n == 0)
 		return;
@@ -762,6 +777,13 @@ authx_cache_queue_depth(void)
 	depth = cache->head - cache->done;
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	return depth;
+}
+
+/* Operations the queue holds when full (authx.cache_queue_size). */
+uint64
+authx_cache_queue_capacity(void)
+{
+	return cache == NULL ? 0 : (uint64) cache->size;
 }
 
 bool
@@ -860,6 +882,106 @@ authx_cache_writer_attach(Latch *latch)
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	return ok;
+}
+
+/*
+ * authx_cache_own_lookups
+ *		Count key lookups made by authx's own scripts (the writer's apply
+ *		script, rate-limit buckets), which Redis counts in keyspace_hits and
+ *		keyspace_misses like a gateway's.
+ */
+void
+authx_cache_own_lookups(int64 hits, int64 misses)
+{
+	if (cache == NULL)
+		return;
+	if (hits > 0)
+		pg_atomic_fetch_add_u64(&cache->own_hits, (uint64) hits);
+	if (misses > 0)
+		pg_atomic_fetch_add_u64(&cache->own_misses, (uint64) misses);
+}
+
+/*
+ * authx_cache_own_pending
+ *		A backend is about to send (+1) or has counted (-1, after
+ *		authx_cache_own_lookups) a rate-limit script, whose one lookup Redis
+ *		may count before the backend does: the writer holds back that many
+ *		from each of hits and misses until they are counted.
+ */
+void
+authx_cache_own_pending(int delta)
+{
+	if (cache == NULL)
+		return;
+	if (delta > 0)
+		pg_atomic_fetch_add_u64(&cache->own_pending, 1);
+	else
+		pg_atomic_fetch_sub_u64(&cache->own_pending, 1);
+}
+
+/* Writer only: the counters as of the last baseline, and what was counted since. */
+static struct
+{
+	bool		valid;
+	char		run_id[48];
+	int64		ks[2];			/* keyspace counters at the baseline */
+	uint64		own[2];			/* own lookups at the baseline */
+	int64		counted[2];		/* gateway lookups counted since */
+	int64		last[2];		/* keyspace counters of the last sample */
+} lookups;
+
+/*
+ * authx_cache_lookups_sample
+ *		Writer: from Redis's keyspace_hits / keyspace_misses (INFO), the
+ *		lookups that were not authx's own are gateway lookups: add them to
+ *		cache_hits / cache_misses.  Counted as a running total since a
+ *		baseline (Redis restart or CONFIG RESETSTAT starts a new one), never
+ *		decreasing: what a sample holds back is counted by a later one.
+ */
+void
+authx_cache_lookups_sample(const char *run_id, int64 ks_hits, int64 ks_misses)
+{
+	int64		ks[2] = {ks_hits, ks_misses};
+	uint64		own[2];
+	int64		pending;
+	int			i;
+
+	if (cache == NULL || ks_hits < 0 || ks_misses < 0)
+		return;
+	/*
+	 * Pending before own: a script counted in between is subtracted twice
+	 * (an undercount the next sample makes good), never not at all.
+	 */
+	pending = (int64) pg_atomic_read_u64(&cache->own_pending);
+	pg_read_barrier();
+	own[0] = pg_atomic_read_u64(&cache->own_hits);
+	own[1] = pg_atomic_read_u64(&cache->own_misses);
+	if (!lookups.valid || strcmp(run_id, lookups.run_id) != 0 ||
+		ks_hits < lookups.last[0] || ks_misses < lookups.last[1])
+	{
+		lookups.valid = true;
+		strlcpy(lookups.run_id, run_id, sizeof(lookups.run_id));
+		for (i = 0; i < 2; i++)
+		{
+			lookups.ks[i] = ks[i];
+			lookups.own[i] = own[i];
+			lookups.counted[i] = 0;
+			lookups.last[i] = ks[i];
+		}
+		return;
+	}
+	for (i = 0; i < 2; i++)
+	{
+		int64		gateway = (ks[i] - lookups.ks[i]) - (int64) (own[i] - lookups.own[i]) - pending;
+
+		lookups.last[i] = ks[i];
+		if (gateway > lookups.counted[i])
+		{
+			authx_stat_add(i == 0 ? AUTHX_STAT_CACHE_HITS : AUTHX_STAT_CACHE_MISSES,
+						   (uint64) (gateway - lookups.counted[i]));
+			lookups.counted[i] = gateway;
+		}
+	}
 }
 
 void
@@ -986,6 +1108,7 @@ authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops,
 		int64		lag = now - ops[i].committed_at;
 
 		cache->lag_us[cache->lag_count % AUTHX_LAG_SAMPLES] = (uint32) Min(Max(lag, 0), PG_UINT32_MAX);
+		cache->lag_at[cache->lag_count % AUTHX_LAG_SAMPLES] = now;
 		cache->lag_count++;
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));

@@ -70,6 +70,7 @@ collect(EmitFn emit, void *ctx)
 	emit(ctx, "maintenance_worker_pid", (int64) pid, false);
 	authx_cache_lag_percentiles(&p50, &p99);
 	emit(ctx, "cache_queue_depth", (int64) authx_cache_queue_depth(), false);
+	emit(ctx, "cache_queue_capacity", (int64) authx_cache_queue_capacity(), false);
 	emit(ctx, "cache_connected", authx_cache_connected() ? 1 : 0, false);
 	emit(ctx, "cache_lag_p50_us", p50, false);
 	emit(ctx, "cache_lag_p99_us", p99, false);

@@ -41,20 +41,25 @@
  * entry is one with a user_id; a forget leaves only the version, which
  * gateways read as "ask Postgres".  DEL only when the kind of entry changes
  * (HSET overwrites a live entry's fields, which are the same every time).
- * Returns how many operations changed their key.
+ * Returns {operations that changed their key, key lookups that found the
+ * key, lookups that did not}: Redis counts the script's HGET and HEXISTS in
+ * keyspace_hits / keyspace_misses, and the writer takes them out again to
+ * count the lookups of gateways alone (cache_hits, cache_misses).
  */
 static const char *apply_lua =
-"local a, applied = 1, 0\n"
+"local a, applied, hits, misses = 1, 0, 0, 0\n"
 "for i = 1, #KEYS do\n"
 "  local k, kind, exp, nf = KEYS[i], ARGV[a], ARGV[a + 2], tonumber(ARGV[a + 3])\n"
 "  local n = tonumber(ARGV[a + 1])\n"
 "  local cur = redis.call('HGET', k, 'v')\n"
 "  local go = true\n"
 "  if cur then\n"
+"    hits = hits + 1\n"
 "    local c = tonumber(cur)\n"
 "    if c > n then\n"
 "      go = false\n"
 "    else\n"
+"      hits = hits + 1\n"
 "      local live = redis.call('HEXISTS', k, 'user_id') == 1\n"
 "      if c == n then\n"
 "        if kind == 's' and live then redis.call('EXPIREAT', k, exp) end\n"
@@ -63,6 +68,8 @@ static const char *apply_lua =
 "        redis.call('DEL', k)\n"
 "      end\n"
 "    end\n"
+"  else\n"
+"    misses = misses + 1\n"
 "  end\n"
 "  if go then\n"
 "    if kind == 's' then\n"
@@ -77,7 +84,7 @@ static const char *apply_lua =
 "  end\n"
 "  a = a + 4 + nf\n"
 "end\n"
-"return applied\n";
+"return {applied, hits, misses}\n";
 
 /*
  * One GCRA rate-limit decision (ratelimit.c), on Redis's clock.
@@ -85,8 +92,9 @@ static const char *apply_lua =
  *   ARGV     per (µs), the increment cost·per/max as whole µs and a
  *            remainder in 1/max µs, max, peek ("1" = do not spend)
  * The bucket holds "<TAT µs> <remainder>" and expires when it is full again.
- * Returns {TAT µs, remainder, now µs} as found (before spending): the
- * caller computes the answer from them, in 128-bit integers.
+ * Returns {TAT µs, remainder, now µs} as found (before spending), the
+ * caller computes the answer from them, in 128-bit integers; and 1 if the
+ * bucket existed (its GET is a keyspace hit, else a miss: see apply_lua).
  */
 static const char *rate_lua =
 "local t = redis.call('TIME')\n"
@@ -105,7 +113,7 @@ static const char *rate_lua =
 "if ARGV[5] ~= '1' and (over < 0 or (over == 0 and nf == 0)) then\n"
 "  redis.call('SET', KEYS[1], string.format('%d %d', nt, nf), 'PX', math.floor((nt - now) / 1000) + 2)\n"
 "end\n"
-"return {tat, frac, now}\n";
+"return {tat, frac, now, cur and 1 or 0}\n";
 
 /* Operations per EVALSHA, and the argument words one may need. */
 #define AUTHX_APPLY_CHUNK	64
@@ -337,29 +345,50 @@ authx_redis_close(AuthxRedis *r)
 	free(r);
 }
 
+/* The value of "name:" in an INFO reply, or NULL. */
+static const char *
+info_field(const char *info, const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = info;
+
+	while ((p = strstr(p, name)) != NULL)
+	{
+		if ((p == info || p[-1] == '\n') && p[len] == ':')
+			return p + len + 1;
+		p += len;
+	}
+	return NULL;
+}
+
 /*
- * authx_redis_run_id
- *		The server's run_id (changes whenever Redis restarts).
+ * authx_redis_info
+ *		The server's run_id (changes whenever Redis restarts) and its
+ *		keyspace_hits / keyspace_misses counters (-1 when absent).
  */
 bool
-authx_redis_run_id(AuthxRedis *r, char *out, size_t outlen, char *err, size_t errlen)
+authx_redis_info(AuthxRedis *r, char *run_id, size_t run_id_len, int64 *hits, int64 *misses,
+				 char *err, size_t errlen)
 {
-	redisReply *reply = command(r, "INFO", err, errlen, "INFO server");
+	redisReply *reply = command(r, "INFO", err, errlen, "INFO");
 	const char *p;
 	size_t		n;
 
 	if (reply == NULL)
 		return false;
-	p = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "run_id:") : NULL;
+	p = reply->type == REDIS_REPLY_STRING ? info_field(reply->str, "run_id") : NULL;
 	if (p == NULL)
 	{
 		snprintf(err, errlen, "INFO: no run_id");
 		freeReplyObject(reply);
 		return false;
 	}
-	p += 7;
 	n = strcspn(p, "\r\n");
-	strlcpy(out, p, Min(n + 1, outlen));
+	strlcpy(run_id, p, Min(n + 1, run_id_len));
+	p = info_field(reply->str, "keyspace_hits");
+	*hits = p ? strtoll(p, NULL, 10) : -1;
+	p = info_field(reply->str, "keyspace_misses");
+	*misses = p ? strtoll(p, NULL, 10) : -1;
 	freeReplyObject(reply);
 	return true;
 }
@@ -581,6 +610,10 @@ authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, in
 					snprintf(err, errlen, "EVALSHA: %.*s", (int) Min(reply->len, 200), reply->str);
 				ok = false;
 			}
+			else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+					 reply->element[1]->type == REDIS_REPLY_INTEGER &&
+					 reply->element[2]->type == REDIS_REPLY_INTEGER)
+				authx_cache_own_lookups(reply->element[1]->integer, reply->element[2]->integer);
 			freeReplyObject(reply);
 		}
 		if (ok)
@@ -635,9 +668,32 @@ rate_connect(char *err, size_t errlen)
 	return true;
 }
 
+static bool gcra_call(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
+					  int64 *state, char *err, size_t errlen);
+
 bool
 authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
 				 int64 *state, char *err, size_t errlen)
+{
+	volatile bool ok = false;
+
+	/* Its lookup is pending (see authx_cache_lookups_sample) until counted. */
+	authx_cache_own_pending(1);
+	PG_TRY();
+	{
+		ok = gcra_call(key, per_us, q, r, max, peek, state, err, errlen);
+	}
+	PG_FINALLY();
+	{
+		authx_cache_own_pending(-1);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static bool
+gcra_call(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
+		  int64 *state, char *err, size_t errlen)
 {
 	char		args[4][24];
 	const char *argv[9];
@@ -700,10 +756,11 @@ authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, boo
 		}
 		break;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
 		reply->element[0]->type != REDIS_REPLY_INTEGER ||
 		reply->element[1]->type != REDIS_REPLY_INTEGER ||
-		reply->element[2]->type != REDIS_REPLY_INTEGER)
+		reply->element[2]->type != REDIS_REPLY_INTEGER ||
+		reply->element[3]->type != REDIS_REPLY_INTEGER)
 	{
 		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 			snprintf(err, errlen, "EVALSHA: %.*s", (int) Min(reply->len, 200), reply->str);
@@ -716,6 +773,7 @@ authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, boo
 	}
 	for (i = 0; i < 3; i++)
 		state[i] = reply->element[i]->integer;
+	authx_cache_own_lookups(reply->element[3]->integer == 1 ? 1 : 0, reply->element[3]->integer == 1 ? 0 : 1);
 	freeReplyObject(reply);
 	return true;
 }

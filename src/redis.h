@@ -26,7 +26,8 @@ extern bool authx_redis_parse_url(const char *url, AuthxRedisTarget *target);
 extern AuthxRedis *authx_redis_connect(const AuthxRedisTarget *target, int timeout_ms,
 									   char *err, size_t errlen);
 extern void authx_redis_close(AuthxRedis *r);
-extern bool authx_redis_run_id(AuthxRedis *r, char *out, size_t outlen, char *err, size_t errlen);
+extern bool authx_redis_info(AuthxRedis *r, char *run_id, size_t run_id_len, int64 *hits, int64 *misses,
+							 char *err, size_t errlen);
 extern long authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t errlen);
 extern bool authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
 							  char *err, size_t errlen);

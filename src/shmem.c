@@ -78,6 +78,10 @@ const char *const authx_stat_names[] = {
 	"usage_recorded",
 	"usage_written",
 	"usage_dropped",
+	"usage_status_4xx",
+	"usage_status_5xx",
+	"cache_hits",
+	"cache_misses",
 };
 
 StaticAssertDecl(lengthof(authx_stat_names) == AUTHX_NUM_STATS,

@@ -3,8 +3,9 @@
  * usage.c
  *		Usage analytics: authx.usage_record() per request, queued in shared
  *		memory and written in batches by the maintenance worker into
- *		authx.usage_log (raw rows) and authx.usage_hourly /
- *		authx.usage_hourly_ip (rollups), in the same transaction.
+ *		authx.usage_log (raw rows) and the rollups authx.usage_hourly,
+ *		usage_hourly_total, usage_daily and usage_hourly_ip, in the same
+ *		transaction.
  *
  * The queue is a bounded multi-producer, single-consumer ring of fixed-size
  * slots, each with a sequence number (Vyukov's design): a producer claims a
@@ -48,6 +49,7 @@
 
 #define USAGE_ENDPOINT_MAX	128
 #define USAGE_BATCH			10000
+#define USAGE_GATHER_MS		50
 
 #define USAGE_HAS_KEY		0x01
 #define USAGE_HAS_USER		0x02
@@ -103,17 +105,44 @@ static const char *usage_sql =
 "    FROM b WHERE b.ip IS NOT NULL GROUP BY 1, 2"
 "  ON CONFLICT (hour, ip) DO UPDATE"
 "     SET requests = h.requests OPERATOR(pg_catalog.+) excluded.requests,"
-"         errors = h.errors OPERATOR(pg_catalog.+) excluded.errors)"
+"         errors = h.errors OPERATOR(pg_catalog.+) excluded.errors),"
+" g AS MATERIALIZED ("
+"  SELECT pg_catalog.date_trunc('hour', b.at, 'UTC') AS hour, b.endpoint,"
+"         (b.status OPERATOR(pg_catalog./) 100)::pg_catalog.int2 AS cls,"
+"         COALESCE(b.api_key_id, '00000000-0000-0000-0000-000000000000') AS key, pg_catalog.count(*) AS n,"
+"         pg_catalog.sum(b.latency_ms::pg_catalog.float8) AS lat,"
+"         authx._latency_hist(pg_catalog.array_agg(b.latency_ms)) AS hist"
+"    FROM b GROUP BY 1, 2, 3, 4),"
+" tot AS ("
+"  INSERT INTO authx.usage_hourly_total AS h (hour, requests, errors_4xx, errors_5xx, latency_sum_ms, latency_hist)"
+"  SELECT g.hour, pg_catalog.sum(g.n),"
+"         COALESCE(pg_catalog.sum(g.n) FILTER (WHERE g.cls OPERATOR(pg_catalog.=) 4), 0),"
+"         COALESCE(pg_catalog.sum(g.n) FILTER (WHERE g.cls OPERATOR(pg_catalog.=) 5), 0),"
+"         pg_catalog.sum(g.lat), authx._hist_sum(g.hist)"
+"    FROM g GROUP BY 1"
+"  ON CONFLICT (hour) DO UPDATE"
+"     SET requests = h.requests OPERATOR(pg_catalog.+) excluded.requests,"
+"         errors_4xx = h.errors_4xx OPERATOR(pg_catalog.+) excluded.errors_4xx,"
+"         errors_5xx = h.errors_5xx OPERATOR(pg_catalog.+) excluded.errors_5xx,"
+"         latency_sum_ms = h.latency_sum_ms OPERATOR(pg_catalog.+) excluded.latency_sum_ms,"
+"         latency_hist = authx._hist_add(h.latency_hist, excluded.latency_hist)),"
+" daily AS ("
+"  INSERT INTO authx.usage_daily AS h (day, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)"
+"  SELECT (g.hour AT TIME ZONE 'UTC')::pg_catalog.date, g.endpoint, g.cls, g.key, pg_catalog.sum(g.n),"
+"         pg_catalog.sum(g.lat), authx._hist_sum(g.hist)"
+"    FROM g GROUP BY 1, 2, 3, 4"
+"  ON CONFLICT (day, endpoint, status_class, api_key_id) DO UPDATE"
+"     SET requests = h.requests OPERATOR(pg_catalog.+) excluded.requests,"
+"         latency_sum_ms = h.latency_sum_ms OPERATOR(pg_catalog.+) excluded.latency_sum_ms,"
+"         latency_hist = authx._hist_add(h.latency_hist, excluded.latency_hist))"
 "INSERT INTO authx.usage_hourly AS h (hour, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)"
-"SELECT pg_catalog.date_trunc('hour', b.at, 'UTC'), b.endpoint, (b.status OPERATOR(pg_catalog./) 100)::pg_catalog.int2,"
-"       COALESCE(b.api_key_id, '00000000-0000-0000-0000-000000000000'), pg_catalog.count(*),"
-"       pg_catalog.sum(b.latency_ms::pg_catalog.float8), authx._latency_hist(pg_catalog.array_agg(b.latency_ms))"
-"  FROM b GROUP BY 1, 2, 3, 4"
+"SELECT g.hour, g.endpoint, g.cls, g.key, g.n, g.lat, g.hist FROM g"
 " ON CONFLICT (hour, endpoint, status_class, api_key_id) DO UPDATE"
 "    SET requests = h.requests OPERATOR(pg_catalog.+) excluded.requests,"
 "        latency_sum_ms = h.latency_sum_ms OPERATOR(pg_catalog.+) excluded.latency_sum_ms,"
 "        latency_hist = authx._hist_add(h.latency_hist, excluded.latency_hist)";
 
+static SPIPlanPtr usage_plan = NULL;
 static Oid	usage_argtypes[7] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT2ARRAYOID, FLOAT4ARRAYOID,
 								 UUIDARRAYOID, UUIDARRAYOID, INETARRAYOID};
 
@@ -250,6 +279,10 @@ authx_usage_record(PG_FUNCTION_ARGS)
 	if (latency == 0)
 		latency = 0;			/* -0 stored as 0 */
 	authx_stat_add(AUTHX_STAT_USAGE_RECORDED, 1);
+	if (status >= 500)
+		authx_stat_add(AUTHX_STAT_USAGE_STATUS_5XX, 1);
+	else if (status >= 400)
+		authx_stat_add(AUTHX_STAT_USAGE_STATUS_4XX, 1);
 	pg_atomic_fetch_add_u64(&usage->hist[authx_hist_bucket(latency)], 1);
 	pg_atomic_fetch_add_u64(&usage->latency_sum_us, (uint64) llround((double) latency * 1000.0));
 
@@ -314,6 +347,36 @@ authx_usage_record(PG_FUNCTION_ARGS)
 	if (pos == pg_atomic_read_u64(&usage->tail) || pos % Max(usage->nslots / 16, 1) == 0)
 		authx_wake_maintenance();
 	PG_RETURN_VOID();
+}
+
+/*
+ * authx_usage_due_ms
+ *		Worker side: how long the queued records may still wait, in ms: -1
+ *		when none is queued, 0 when a batch is due (a sixteenth of the ring
+ *		is queued, or the oldest record has waited USAGE_GATHER_MS).  A busy
+ *		server's records are written in batches of at least 50 ms worth, not
+ *		one transaction per wake-up.
+ */
+long
+authx_usage_due_ms(void)
+{
+	uint64		tail;
+	UsageSlot  *slot;
+	TimestampTz oldest;
+	long		age;
+
+	if (usage == NULL)
+		return -1;
+	tail = pg_atomic_read_u64(&usage->tail);
+	slot = &usage->slots[tail % usage->nslots];
+	if (pg_atomic_read_u64(&slot->seq) != tail + 1)
+		return -1;
+	if (pg_atomic_read_u64(&usage->head) - tail >= Max(usage->nslots / 16, 1))
+		return 0;
+	pg_read_barrier();
+	oldest = slot->rec.at;
+	age = TimestampDifferenceMilliseconds(oldest, GetCurrentTimestamp());
+	return age >= USAGE_GATHER_MS ? 0 : USAGE_GATHER_MS - age;
 }
 
 /*
@@ -413,7 +476,10 @@ authx_usage_drain(void)
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "authx: writing usage records");
-		rc = SPI_execute_with_args(usage_sql, 7, usage_argtypes, values, NULL, false, 0);
+		/* Planned once per worker: a batch is every 50 ms under load. */
+		if (usage_plan == NULL)
+			usage_plan = authx_keep_plan(usage_sql, 7, usage_argtypes);
+		rc = SPI_execute_plan(usage_plan, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "authx: writing usage records failed: %s", SPI_result_code_string(rc));
 		SPI_finish();

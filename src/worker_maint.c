@@ -6,7 +6,8 @@
  * One instance per cluster, connected to authx.database.  Each turn of its
  * latch loop it checks that the extension exists, blocks the addresses that
  * threat rules fired for (policy.c), drains the audit queue
- * (audit.c), persists changed lockout counters and, every
+ * (audit.c), persists changed lockout counters, writes usage records,
+ * every 5 seconds checks the threshold alerts (authx.alerts_check) and, every
  * authx.maintenance_naptime, calls authx.maintenance_run() — partitions are
  * managed in SQL, like pg_partman, so the worker stays thin.  Each unit of
  * work is its own transaction, started after SetCurrentStatementStartTimestamp
@@ -39,6 +40,9 @@
 
 #include "authx.h"
 
+/* How often the threshold alerts are checked. */
+#define AUTHX_ALERTS_MS		5000
+
 /* What failed last, so a repeating failure is logged once. */
 typedef enum WorkerStep
 {
@@ -49,6 +53,7 @@ typedef enum WorkerStep
 	STEP_THREATS,
 	STEP_USAGE_LOG,
 	STEP_MAINTAIN,
+	STEP_ALERTS,
 	NUM_STEPS
 } WorkerStep;
 
@@ -58,7 +63,7 @@ static bool step_failing[NUM_STEPS];
 static bool extension_missing = false;
 static const char *const step_names[NUM_STEPS] = {
 	"looking for the extension", "writing audit events", "persisting lockouts", "persisting API key usage",
-	"blocking detected threats", "writing usage records", "partition maintenance"
+	"blocking detected threats", "writing usage records", "partition maintenance", "checking alerts"
 };
 
 /*
@@ -148,11 +153,14 @@ usage(void)
 	(void) authx_apikey_usage_persist();
 }
 
-/* Queued usage records into authx.usage_log and its rollups. */
+/* Queued usage records into authx.usage_log and its rollups, once due. */
+static bool usage_flush_all = false;
+
 static void
 usage_log(void)
 {
-	drain(authx_usage_drain);
+	if (usage_flush_all || authx_usage_due_ms() == 0)
+		drain(authx_usage_drain);
 }
 
 /*
@@ -166,11 +174,11 @@ threats(void)
 }
 
 /*
- * maintain
- *		One call of authx.maintenance_run() in its own transaction.
+ * worker_sql
+ *		Run one SQL statement (a SELECT) in a transaction of its own.
  */
 static void
-maintain(void)
+worker_sql(const char *sql)
 {
 	int			rc;
 
@@ -178,20 +186,41 @@ maintain(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "SELECT authx.maintenance_run()");
-	rc = SPI_execute("SELECT authx.maintenance_run()", false, 0);
+	pgstat_report_activity(STATE_RUNNING, sql);
+	rc = SPI_execute(sql, false, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "authx: maintenance_run failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "authx: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * maintain
+ *		One call of authx.maintenance_run() in its own transaction.
+ */
+static void
+maintain(void)
+{
+	worker_sql("SELECT authx.maintenance_run()");
 	pgstat_report_stat(false);
 
 	authx_stat_add(AUTHX_STAT_MAINT_RUNS, 1);
 	LWLockAcquire(authx_lock(AUTHX_LOCK_WORKER), LW_EXCLUSIVE);
 	authx_shared->maint_last_run = GetCurrentTimestamp();
 	LWLockRelease(authx_lock(AUTHX_LOCK_WORKER));
+}
+
+/*
+ * alerts
+ *		One check of the threshold alerts (authx.alerts_check) in its own
+ *		transaction; NOTIFY authx_alerts goes out when it commits.
+ */
+static void
+alerts(void)
+{
+	worker_sql("SELECT authx.alerts_check()");
 }
 
 /*
@@ -249,6 +278,7 @@ authx_maint_main(Datum main_arg)
 {
 	MemoryContext loopcxt;
 	TimestampTz next_maintenance = 0;
+	TimestampTz next_alerts = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -307,6 +337,12 @@ authx_maint_main(Datum main_arg)
 		}
 
 		now = GetCurrentTimestamp();
+		if (now >= next_alerts)
+		{
+			if (!extension_missing)
+				run_step(STEP_ALERTS, alerts, loopcxt);
+			next_alerts = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUTHX_ALERTS_MS);
+		}
 		if (now >= next_maintenance)
 		{
 			if (!extension_missing)
@@ -316,7 +352,13 @@ authx_maint_main(Datum main_arg)
 														   (int64) authx_maintenance_naptime * 1000);
 		}
 
-		delay_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_maintenance);
+		delay_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), Min(next_maintenance, next_alerts));
+		{
+			long		usage_ms = authx_usage_due_ms();
+
+			if (usage_ms >= 0)
+				delay_ms = Min(delay_ms, usage_ms);
+		}
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(delay_ms, 1),
@@ -326,6 +368,7 @@ authx_maint_main(Datum main_arg)
 
 	/* Final flush: what was queued before shutdown reaches the table. */
 	MemoryContextSwitchTo(loopcxt);
+	usage_flush_all = true;
 	run_step(STEP_CHECK, check_extension, loopcxt);
 	if (!extension_missing)
 	{

@@ -175,6 +175,8 @@ authx_redis_writer_main(Datum main_arg)
 	char		run_id[48] = "";
 	bool		need_resync = true;		/* at start: ops may have been lost */
 	TimestampTz next_health = 0;
+	int64		ks_hits;
+	int64		ks_misses;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -230,10 +232,11 @@ authx_redis_writer_main(Datum main_arg)
 				failed("authx.redis_url cannot be parsed");
 			else if ((conn = authx_redis_connect(&target, authx_redis_timeout_ms, err, sizeof(err))) == NULL)
 				failed(err);
-			else if (!authx_redis_run_id(conn, new_run_id, sizeof(new_run_id), err, sizeof(err)))
+			else if (!authx_redis_info(conn, new_run_id, sizeof(new_run_id), &ks_hits, &ks_misses, err, sizeof(err)))
 				failed(err);
 			else
 			{
+				authx_cache_lookups_sample(new_run_id, ks_hits, ks_misses);
 				if (strcmp(new_run_id, run_id) != 0 ||
 					TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), AUTHX_OUTAGE_RESYNC_MS))
 					need_resync = true;
@@ -246,19 +249,25 @@ authx_redis_writer_main(Datum main_arg)
 		/*
 		 * Even with nothing to write, look at Redis every second: a restart
 		 * from an old RDB file brings back entries we have since revoked.
+		 * The same INFO gives the keyspace counters behind cache_hits and
+		 * cache_misses.
 		 */
 		if (conn != NULL && GetCurrentTimestamp() >= next_health)
 		{
 			char		err[256];
 			char		new_run_id[48];
 
-			if (!authx_redis_run_id(conn, new_run_id, sizeof(new_run_id), err, sizeof(err)))
+			if (!authx_redis_info(conn, new_run_id, sizeof(new_run_id), &ks_hits, &ks_misses, err, sizeof(err)))
 				failed(err);
-			else if (strcmp(new_run_id, run_id) != 0)
+			else
 			{
-				need_resync = true;
-				strlcpy(run_id, new_run_id, sizeof(run_id));
-				authx_cache_writer_state(true, run_id, NULL);
+				authx_cache_lookups_sample(new_run_id, ks_hits, ks_misses);
+				if (strcmp(new_run_id, run_id) != 0)
+				{
+					need_resync = true;
+					strlcpy(run_id, new_run_id, sizeof(run_id));
+					authx_cache_writer_state(true, run_id, NULL);
+				}
 			}
 			next_health = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUTHX_HEALTH_MS);
 		}

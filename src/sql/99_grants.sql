@@ -65,7 +65,8 @@ GRANT EXECUTE ON FUNCTION
     authx.email_verification_confirm(text),
     authx.password_reset_issue(text, inet),
     authx.password_reset_confirm(text, text),
-    authx.usage_record(text, integer, real, uuid, uuid, inet)
+    authx.usage_record(text, integer, real, uuid, uuid, inet),
+    authx.setting_get(text)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,
@@ -103,12 +104,16 @@ GRANT EXECUTE ON FUNCTION
     authx.signing_key_rotate(),
     authx.usage_summary(interval, uuid),
     authx.metrics(),
-    authx.health()
+    authx.health(),
+    authx.setting_set(text, jsonb),
+    authx.setting_list(),
+    authx.alerts_check()
 TO authx_admin;
 GRANT SELECT ON authx.stats, authx.audit_log, authx.audit_partitions, authx.active_lockouts,
     authx.roles, authx.role_permissions, authx.user_roles, authx.api_key_usage,
     authx.rate_limit_policies, authx.rate_limit_overrides, authx.ip_blocks, authx.threat_rules,
-    authx.usage_log, authx.usage_hourly, authx.usage_hourly_ip TO authx_admin;
+    authx.usage_log, authx.usage_hourly, authx.usage_hourly_total, authx.usage_daily, authx.usage_hourly_ip,
+    authx.usage_daily_ip, authx.settings, authx.setting_defs, authx.alerts TO authx_admin;
 -- Every column of users but the hash.
 GRANT SELECT (id, email, display_name, status, mfa_enabled,
               email_verified_at, created_at, updated_at, password_changed_at,

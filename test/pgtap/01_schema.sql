@@ -200,9 +200,22 @@
 --     _hist_final included); the settings authx.usage_queue_size
 --     (postmaster) and authx.usage_retention (SIGHUP) with boot values and
 --     bounds;
+--   * the rollups usage_hourly_total (per hour) and usage_daily (per day,
+--     endpoint, status class, key; usage_daily_key_idx), usage_daily_ip (per
+--     day and address), the settings tables settings (dumped; name must be
+--     in setting_defs; updated_at now(), updated_by SESSION_USER) and
+--     setting_defs (shipped, kind number/integer/boolean), alert_state (one
+--     row per alert: auto_blocks, cache_hit_rate, cache_lag, error_rate,
+--     queue_fill, redis_down) and the view alerts: columns, types, NOT NULL,
+--     defaults, constraints; settings_changed statement trigger;
+--     setting_get C STABLE PARALLEL RESTRICTED for authx_app; setting_set,
+--     setting_list, alerts_check definers for authx_admin; the internals
+--     _settings_changed, _setting_num, _alert_window, _alerts_check granted
+--     to nobody; SELECT on the new tables and alerts for authx_admin, none
+--     on alert_state;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(126);
+SELECT plan(130);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -306,6 +319,14 @@ SELECT set_eq(
         'function authx._user_token_new(uuid,text,text,interval)',
         'function authx._user_token_take(text,text,text)',
         'function authx._user_tokens_purge(timestamp with time zone)',
+        'function authx._alert_window(jsonb,timestamp with time zone,double precision,bigint[])',
+        'function authx._alerts_check(timestamp with time zone)',
+        'function authx._setting_num(text)',
+        'function authx._settings_changed()',
+        'function authx.alerts_check()',
+        'function authx.setting_get(text)',
+        'function authx.setting_list()',
+        'function authx.setting_set(text,jsonb)',
         'function authx.apikey_create(uuid,text,text[],timestamp with time zone,integer,interval,integer,integer,interval)',
         'function authx.apikey_list(uuid)',
         'function authx.apikey_revoke(uuid)',
@@ -406,6 +427,12 @@ SELECT set_eq(
         'table authx.trusted_devices',
         'table authx.usage_hourly',
         'table authx.usage_hourly_ip',
+        'table authx.usage_hourly_total',
+        'table authx.usage_daily',
+        'table authx.usage_daily_ip',
+        'table authx.settings',
+        'table authx.setting_defs',
+        'table authx.alert_state',
         'table authx.usage_log',
         'table authx.usage_log_default',
         'table authx.user_roles',
@@ -415,6 +442,7 @@ SELECT set_eq(
         'type authx.rate_limit_result',
         'type authx.severity',
         'view authx.active_lockouts',
+        'view authx.alerts',
         'view authx.audit_partitions',
         'view authx.stats'
     ],
@@ -433,7 +461,7 @@ SELECT is_empty(
 );
 
 SELECT functions_are('authx', ARRAY[
-    '_access_token', '_account_tag', '_alert', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
+    '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_b64url', '_device_check', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
     '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
@@ -448,13 +476,13 @@ SELECT functions_are('authx', ARRAY[
     '_role_require', '_roles_check_cycle',
     '_session_insert', '_session_token_hash', '_sessions_cache',
     '_sessions_purge', '_sessions_version',
-    '_setting_interval', '_signing_key_ensure', '_signing_key_new', '_signing_keys_changed', '_stats',
+    '_setting_interval', '_setting_num', '_settings_changed', '_signing_key_ensure', '_signing_key_new', '_signing_keys_changed', '_stats',
     '_threat_block', '_threat_rule_merge_seed', '_token_hash', '_token_new', '_token_refresh', '_tokens_purge',
     '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode', '_usage_purge',
     '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
     '_user_status_revoke', '_user_token_new', '_user_token_take', '_user_tokens_purge',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
-    'apikey_verify',
+    'apikey_verify', 'alerts_check',
     'audit', 'audit_flush', 'cache_status', 'cache_sync', 'device_revoke', 'device_trust', 'devices',
     'email_verification_confirm', 'email_verification_issue', 'has_permission', 'health',
     'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'jwks', 'login', 'login_mfa',
@@ -463,7 +491,7 @@ SELECT functions_are('authx', ARRAY[
     'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
-    'session_validate', 'sessions', 'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
+    'session_validate', 'sessions', 'setting_get', 'setting_list', 'setting_set', 'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
     'token_issue', 'token_refresh', 'token_verify',
     'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify', 'usage_record', 'usage_summary',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
@@ -473,8 +501,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 171,
-          'schema authx has exactly 171 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 179,
+          'schema authx has exactly 179 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -488,8 +516,8 @@ SELECT is_empty(
     'every function in schema authx belongs to the extension'
 );
 
-SELECT views_are('authx', ARRAY['active_lockouts', 'audit_partitions', 'stats'],
-                 'schema authx has exactly the views active_lockouts, audit_partitions, stats');
+SELECT views_are('authx', ARRAY['active_lockouts', 'alerts', 'audit_partitions', 'stats'],
+                 'schema authx has exactly the views active_lockouts, alerts, audit_partitions, stats');
 SELECT types_are('authx', ARRAY['apikey_verification', 'rate_limit_result', 'severity'],
                  'schema authx has exactly the types apikey_verification, rate_limit_result and severity');
 SELECT sequences_are('authx', ARRAY['audit_log_id_seq'], 'schema authx has exactly the sequence audit_log_id_seq');
@@ -505,12 +533,15 @@ SELECT is_empty(
                                'rate_limit_policies', 'rate_limit_overrides', 'ip_blocks', 'threat_rules',
                                'mfa_totp', 'mfa_recovery_codes', 'mfa_challenges', 'signing_keys',
                                'refresh_families', 'trusted_devices', 'user_tokens',
-                               'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip')
+                               'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip',
+                               'usage_hourly_total', 'usage_daily', 'usage_daily_ip', 'settings', 'setting_defs',
+                               'alert_state')
          AND c.relname !~ '^(audit|usage)_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
     'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, '
-    'trusted_devices, user_tokens, usage_log, usage_log_default, usage_hourly, usage_hourly_ip and the daily '
+    'trusted_devices, user_tokens, usage_log, usage_log_default, usage_hourly, usage_hourly_ip, '
+    'usage_hourly_total, usage_daily, usage_daily_ip, settings, setting_defs, alert_state and the daily '
     'partitions of audit_log and usage_log'
 );
 
@@ -770,11 +801,14 @@ SELECT set_eq(
              ('authx.rate_limit_overrides', ''), ('authx.ip_blocks', ''), ('authx.threat_rules', 'WHERE NOT seeded'),
              ('authx.mfa_totp', ''), ('authx.mfa_recovery_codes', ''), ('authx.signing_keys', ''),
              ('authx.refresh_families', ''), ('authx.trusted_devices', ''), ('authx.user_tokens', ''),
-             ('authx.usage_log_default', ''), ('authx.usage_hourly', ''), ('authx.usage_hourly_ip', '')$$,
+             ('authx.usage_log_default', ''), ('authx.usage_hourly', ''), ('authx.usage_hourly_ip', ''),
+             ('authx.usage_hourly_total', ''), ('authx.usage_daily', ''), ('authx.usage_daily_ip', ''),
+             ('authx.settings', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
     'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, signing_keys, refresh_families, '
-    'trusted_devices, user_tokens, usage_log_default, usage_hourly, usage_hourly_ip, and roles, role_permissions, '
-    'rate_limit_policies and threat_rules but the seeded rows (pg_extension_config_dump); not mfa_challenges'
+    'trusted_devices, user_tokens, usage_log_default, usage_hourly, usage_hourly_ip, usage_hourly_total, '
+    'usage_daily, usage_daily_ip, settings, and roles, role_permissions, rate_limit_policies and threat_rules but '
+    'the seeded rows (pg_extension_config_dump); not mfa_challenges, setting_defs (shipped) or alert_state (runtime)'
 );
 
 -- ---------------------------------------------------------------- triggers
@@ -865,7 +899,13 @@ SELECT set_eq(
               'EXECUTE FUNCTION authx._user_inactive_mfa()'),
              ('authx.signing_keys', 'signing_keys_changed',
               'CREATE TRIGGER signing_keys_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
-              'ON authx.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION authx._signing_keys_changed()')$$,
+              'ON authx.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION authx._signing_keys_changed()'),
+             ('authx.settings', 'settings_changed',
+              'CREATE TRIGGER settings_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.settings FOR EACH STATEMENT EXECUTE FUNCTION authx._settings_changed()'),
+             ('authx.setting_defs', 'setting_defs_changed',
+              'CREATE TRIGGER setting_defs_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
+              'ON authx.setting_defs FOR EACH STATEMENT EXECUTE FUNCTION authx._settings_changed()')$$,
     'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
@@ -874,7 +914,8 @@ SELECT set_eq(
     'INSERT, UPDATE, DELETE, TRUNCATE), threat_rules_unseed, threat_rules_merge_seed, threat_rules_changed '
     '(statement), ip_blocks_changed (row), ip_blocks_truncated (TRUNCATE), users_inactive_mfa (BEFORE UPDATE OF '
     'deleted_at, status, row, when an account is deleted or stops being active), signing_keys_changed (statement: '
-    'INSERT, UPDATE, DELETE, TRUNCATE)'
+    'INSERT, UPDATE, DELETE, TRUNCATE), settings_changed and setting_defs_changed (statement: INSERT, UPDATE, '
+    'DELETE, TRUNCATE)'
 );
 -- Enabled (origin and local), so they fire in every session.
 SELECT is_empty(
@@ -1716,14 +1757,14 @@ SELECT set_eq(
     $$SELECT i.indexrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
        WHERE i.indrelid IN ('authx.usage_log'::regclass, 'authx.usage_hourly'::regclass,
                             'authx.usage_hourly_ip'::regclass)$$,
-    $$VALUES ('authx.usage_log_at_idx', 'CREATE INDEX usage_log_at_idx ON ONLY authx.usage_log USING btree (at)'),
+    $$VALUES ('authx.usage_log_at_idx', 'CREATE INDEX usage_log_at_idx ON ONLY authx.usage_log USING brin (at)'),
              ('authx.usage_hourly_pkey',
               'CREATE UNIQUE INDEX usage_hourly_pkey ON authx.usage_hourly USING btree (hour, endpoint, status_class, api_key_id)'),
              ('authx.usage_hourly_key_idx',
               'CREATE INDEX usage_hourly_key_idx ON authx.usage_hourly USING btree (api_key_id, hour)'),
              ('authx.usage_hourly_ip_pkey',
               'CREATE UNIQUE INDEX usage_hourly_ip_pkey ON authx.usage_hourly_ip USING btree (hour, ip)')$$,
-    'indexes of usage_log, usage_hourly, usage_hourly_ip are exactly usage_log_at_idx (partitioned), the two '
+    'indexes of usage_log, usage_hourly, usage_hourly_ip are exactly usage_log_at_idx (partitioned, BRIN), the two '
     'primary keys and usage_hourly_key_idx (api_key_id, hour)'
 );
 SELECT set_eq(
@@ -1827,6 +1868,110 @@ SELECT set_eq(
     '(0 - 3650, 0 keeps all, sighup)'
 );
 
+-- ---------------------------------------------------------------- rollups, settings, alerts
+-- The coarser rollups written with usage_hourly, the per-day addresses
+-- summed by maintenance, the settings and the alert state.
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default", a.attname::text COLLATE "default",
+             pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+             pg_catalog.pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE a.attrelid IN ('authx.usage_hourly_total'::regclass, 'authx.usage_daily'::regclass,
+                            'authx.usage_daily_ip'::regclass, 'authx.settings'::regclass,
+                            'authx.setting_defs'::regclass, 'authx.alert_state'::regclass)
+         AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY c.relname, a.attnum$$,
+    $$VALUES ('alert_state', 'name', 'text', true, NULL::text),
+             ('alert_state', 'active', 'boolean', true, 'false'),
+             ('alert_state', 'value', 'double precision', false, NULL),
+             ('alert_state', 'threshold', 'double precision', false, NULL),
+             ('alert_state', 'since', 'timestamp with time zone', false, NULL),
+             ('alert_state', 'raised', 'bigint', true, '0'),
+             ('alert_state', 'checked_at', 'timestamp with time zone', false, NULL),
+             ('alert_state', 'pending_since', 'timestamp with time zone', false, NULL),
+             ('alert_state', 'samples', 'jsonb', true, '''[]''::jsonb'),
+             ('setting_defs', 'name', 'text', true, NULL),
+             ('setting_defs', 'kind', 'text', true, NULL),
+             ('setting_defs', 'default_value', 'jsonb', true, NULL),
+             ('setting_defs', 'min_value', 'double precision', false, NULL),
+             ('setting_defs', 'max_value', 'double precision', false, NULL),
+             ('setting_defs', 'nullable', 'boolean', true, 'false'),
+             ('setting_defs', 'description', 'text', true, NULL),
+             ('settings', 'name', 'text', true, NULL),
+             ('settings', 'value', 'jsonb', true, NULL),
+             ('settings', 'updated_at', 'timestamp with time zone', true, 'now()'),
+             ('settings', 'updated_by', 'text', true, 'SESSION_USER'),
+             ('usage_daily', 'day', 'date', true, NULL),
+             ('usage_daily', 'endpoint', 'text', true, NULL),
+             ('usage_daily', 'status_class', 'smallint', true, NULL),
+             ('usage_daily', 'api_key_id', 'uuid', true, NULL),
+             ('usage_daily', 'requests', 'bigint', true, NULL),
+             ('usage_daily', 'latency_sum_ms', 'double precision', true, NULL),
+             ('usage_daily', 'latency_hist', 'bigint[]', true, NULL),
+             ('usage_daily_ip', 'day', 'date', true, NULL),
+             ('usage_daily_ip', 'ip', 'inet', true, NULL),
+             ('usage_daily_ip', 'requests', 'bigint', true, NULL),
+             ('usage_daily_ip', 'errors', 'bigint', true, NULL),
+             ('usage_hourly_total', 'hour', 'timestamp with time zone', true, NULL),
+             ('usage_hourly_total', 'requests', 'bigint', true, NULL),
+             ('usage_hourly_total', 'errors_4xx', 'bigint', true, NULL),
+             ('usage_hourly_total', 'errors_5xx', 'bigint', true, NULL),
+             ('usage_hourly_total', 'latency_sum_ms', 'double precision', true, NULL),
+             ('usage_hourly_total', 'latency_hist', 'bigint[]', true, NULL)$$,
+    'usage_hourly_total, usage_daily, usage_daily_ip, settings, setting_defs and alert_state: columns, types, '
+    'NOT NULL and defaults'
+);
+SELECT set_eq(
+    $$SELECT c.conrelid::regclass::text, pg_catalog.pg_get_constraintdef(c.oid)
+        FROM pg_catalog.pg_constraint c
+       WHERE c.conrelid IN ('authx.usage_hourly_total'::regclass, 'authx.usage_daily'::regclass,
+                            'authx.usage_daily_ip'::regclass, 'authx.settings'::regclass,
+                            'authx.setting_defs'::regclass, 'authx.alert_state'::regclass)
+      UNION ALL
+      SELECT i.indrelid::regclass::text, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+       WHERE i.indrelid IN ('authx.usage_daily'::regclass) AND NOT i.indisprimary$$,
+    $$VALUES ('authx.usage_hourly_total', 'PRIMARY KEY (hour)'),
+             ('authx.usage_daily', 'PRIMARY KEY (day, endpoint, status_class, api_key_id)'),
+             ('authx.usage_daily', 'CHECK (((status_class >= 1) AND (status_class <= 5)))'),
+             ('authx.usage_daily', 'CREATE INDEX usage_daily_key_idx ON authx.usage_daily USING btree (api_key_id, day)'),
+             ('authx.usage_daily_ip', 'PRIMARY KEY (day, ip)'),
+             ('authx.settings', 'PRIMARY KEY (name)'),
+             ('authx.settings', 'FOREIGN KEY (name) REFERENCES authx.setting_defs(name)'),
+             ('authx.setting_defs', 'PRIMARY KEY (name)'),
+             ('authx.setting_defs', 'CHECK ((kind = ANY (ARRAY[''number''::text, ''integer''::text, ''boolean''::text])))'),
+             ('authx.alert_state', 'PRIMARY KEY (name)')$$,
+    'constraints and indexes of the new rollups (usage_daily_key_idx for one key), settings (a known name), '
+    'setting_defs (kind number, integer or boolean) and alert_state'
+);
+SELECT set_eq(
+    $$SELECT p.oid::regprocedure::text, l.lanname::text, p.prosecdef, p.provolatile::text,
+             p.proparallel::text, p.proisstrict, p.prorettype::regtype::text,
+             coalesce(array_to_string(p.proconfig, ','), '')
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'authx'::regnamespace
+         AND p.proname = ANY (ARRAY['setting_get', 'setting_set', 'setting_list', '_settings_changed', '_setting_num',
+                                    '_alert_window', '_alerts_check', 'alerts_check'])$$,
+    $$VALUES ('authx.setting_get(text)', 'c', false, 's', 'r', false, 'jsonb', ''),
+             ('authx.setting_set(text,jsonb)', 'plpgsql', true, 'v', 'u', false, 'jsonb',
+              'search_path=pg_catalog, pg_temp'),
+             ('authx.setting_list()', 'sql', true, 's', 'u', false, 'record', 'search_path=pg_catalog, pg_temp'),
+             ('authx._settings_changed()', 'c', false, 'v', 'u', false, 'trigger', ''),
+             ('authx._setting_num(text)', 'sql', false, 's', 'u', false, 'double precision',
+              'search_path=pg_catalog, pg_temp'),
+             ('authx._alert_window(jsonb,timestamp with time zone,double precision,bigint[])', 'plpgsql', false, 's',
+              'u', false, 'record', 'search_path=pg_catalog, pg_temp'),
+             ('authx._alerts_check(timestamp with time zone)', 'plpgsql', true, 'v', 'u', false, 'jsonb',
+              'search_path=pg_catalog, pg_temp'),
+             ('authx.alerts_check()', 'sql', true, 'v', 'u', false, 'jsonb', 'search_path=pg_catalog, pg_temp')$$,
+    'settings and alerts functions: setting_get STABLE PARALLEL RESTRICTED C (NULL raises 22004); setting_set, '
+    'setting_list, _alerts_check and alerts_check definers with search_path pinned; _settings_changed a C trigger'
+);
+SELECT is((SELECT array_agg(name ORDER BY name) FROM authx.alert_state),
+          ARRAY['auto_blocks', 'cache_hit_rate', 'cache_lag', 'error_rate', 'queue_fill', 'redis_down'],
+          'alert_state has one row per alert');
+
 -- ---------------------------------------------------------------- comments
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -1840,6 +1985,7 @@ SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
        WHERE p.pronamespace = 'authx'::regnamespace AND p.prosecdef$$,
     ARRAY[
+        'authx._alerts_check(timestamp with time zone)',
         'authx._audit_tx(text,authx.severity,uuid,jsonb)',
         'authx._ip_blocked_sql(inet,timestamp with time zone)',
         'authx._ip_blocks_live(timestamp with time zone)',
@@ -1883,6 +2029,7 @@ SELECT set_eq(
         'authx.role_list()',
         'authx.role_revoke(text,text)',
         'authx.role_set_parent(text,text)',
+        'authx.alerts_check()',
         'authx.security_summary(interval)',
         'authx.session_create(uuid,inet,text,interval)',
         'authx.session_info(text)',
@@ -1890,6 +2037,8 @@ SELECT set_eq(
         'authx.session_revoke_all(uuid,text)',
         'authx.session_revoke_id(uuid)',
         'authx.sessions(uuid)',
+        'authx.setting_list()',
+        'authx.setting_set(text,jsonb)',
         'authx.signing_key_rotate()',
         'authx.threat_rule_drop(text)',
         'authx.threat_rule_set(text,text,integer,interval,interval,text,boolean,text)',
@@ -2032,6 +2181,7 @@ SELECT set_eq(
              ('authx.password_reset_issue(text,inet)', 'authx_app'),
              ('authx.password_reset_confirm(text,text)', 'authx_app'),
              ('authx.usage_record(text,integer,real,uuid,uuid,inet)', 'authx_app'),
+             ('authx.setting_get(text)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -2063,15 +2213,19 @@ SELECT set_eq(
              ('authx.signing_key_rotate()', 'authx_admin'),
              ('authx.usage_summary(interval,uuid)', 'authx_admin'),
              ('authx.metrics()', 'authx_admin'),
-             ('authx.health()', 'authx_admin')$$,
+             ('authx.health()', 'authx_admin'),
+             ('authx.setting_set(text,jsonb)', 'authx_admin'),
+             ('authx.setting_list()', 'authx_admin'),
+             ('authx.alerts_check()', 'authx_admin')$$,
     'EXECUTE grants are exactly the documented ones (none on _threat_block, _alert, _account_tag, _ip_key, '
     '_policy_changed, _unseed, _threat_rule_merge_seed, nor on the MFA internals _totp_*, _mfa_*, _recovery_*, '
     '_uri_encode, _user_inactive_mfa, nor on signing_key_secret (superuser only) and the token, device and '
     'verification internals _signing_key*, _jwt_sign, _ed25519, _b64url, _refresh_token_*, _reserved_claims, '
     '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*, nor on the usage '
     'internals _latency_hist, _hist_add, _hist_accum, _hist_final, _hist_sum, _hist_quantile, _usage_purge, '
-    '_partitions_ahead; usage_record '
-    'for authx_app, usage_summary, metrics and health for authx_admin)'
+    '_partitions_ahead, nor on _alerts_check, _alert_window, _setting_num, _settings_changed; usage_record and '
+    'setting_get for authx_app, usage_summary, metrics, health, setting_set, setting_list and alerts_check for '
+    'authx_admin)'
 );
 
 -- Exactly the documented relation grants (owner excluded; column grants
@@ -2094,11 +2248,18 @@ SELECT set_eq(
              ('threat_rules', 'authx_admin', 'SELECT'),
              ('usage_log', 'authx_admin', 'SELECT'),
              ('usage_hourly', 'authx_admin', 'SELECT'),
-             ('usage_hourly_ip', 'authx_admin', 'SELECT')$$,
+             ('usage_hourly_ip', 'authx_admin', 'SELECT'),
+             ('usage_hourly_total', 'authx_admin', 'SELECT'),
+             ('usage_daily', 'authx_admin', 'SELECT'),
+             ('usage_daily_ip', 'authx_admin', 'SELECT'),
+             ('settings', 'authx_admin', 'SELECT'),
+             ('setting_defs', 'authx_admin', 'SELECT'),
+             ('alerts', 'authx_admin', 'SELECT')$$,
     'table-level grants are exactly SELECT on active_lockouts, audit_log, audit_partitions, stats, roles, '
     'role_permissions, user_roles, api_key_usage, rate_limit_policies, rate_limit_overrides, ip_blocks, '
-    'threat_rules, usage_log, usage_hourly, usage_hourly_ip for authx_admin (nothing on a partition, on api_keys, '
-    'mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, trusted_devices, user_tokens)'
+    'threat_rules, usage_log, usage_hourly, usage_hourly_ip, usage_hourly_total, usage_daily, usage_daily_ip, '
+    'settings, setting_defs, alerts for authx_admin (nothing on a partition, on api_keys, mfa_totp, '
+    'mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, trusted_devices, user_tokens, alert_state)'
 );
 
 SELECT schema_privs_are('authx', 'authx_app', ARRAY['USAGE'], 'authx_app has only USAGE on schema authx');

@@ -107,6 +107,13 @@
 --     inherits usage_record, but cannot write the tables, read the default
 --     partition directly, call the internals (42501) or change
 --     usage_retention (55P02);
+--   * settings and alerts: authx_app calls setting_get (a grant checked in
+--     01_schema) but not setting_set, setting_list, alerts_check or
+--     _alerts_check, and reads or writes neither settings, alert_state nor
+--     the alerts view (42501); authx_admin changes a setting through
+--     setting_set, lists them, reads the alerts view, but cannot write
+--     settings directly (unaudited), read or write alert_state, or call
+--     _alerts_check with a clock of its own (42501);
 --   * neither role has a table or column privilege on mfa_totp,
 --     mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families,
 --     trusted_devices or user_tokens; authx_admin has exactly SELECT on
@@ -127,7 +134,7 @@
 DO $$ BEGIN PERFORM authx.maintenance_run(); END $$;
 
 BEGIN;
-SELECT plan(641);
+SELECT plan(664);
 
 -- Cheap hashes: cost is not what this file tests.
 SET authx.password_memlimit = 64;
@@ -377,7 +384,16 @@ SELECT throws_ok(call, '42501', NULL, 'app: cannot ' || what)
     ('call the aggregate _hist_sum', 'SELECT authx._hist_sum(h) FROM (VALUES (NULL::bigint[])) v(h)'),
     ('call _hist_quantile', $$SELECT authx._hist_quantile(array_fill(0::bigint, ARRAY[96]), 0.5)$$),
     ('call _usage_purge', 'SELECT authx._usage_purge(now())'),
-    ('call _partitions_ahead', $$SELECT authx._partitions_ahead('authx.usage_log')$$)) v(what, call);
+    ('call _partitions_ahead', $$SELECT authx._partitions_ahead('authx.usage_log')$$),
+    ('call setting_set', $$SELECT authx.setting_set('alert.enabled', 'false')$$),
+    ('call setting_list', 'SELECT * FROM authx.setting_list()'),
+    ('call alerts_check', 'SELECT authx.alerts_check()'),
+    ('call _alerts_check', 'SELECT authx._alerts_check(now())'),
+    ('SELECT authx.settings', 'SELECT * FROM authx.settings'),
+    ('SELECT authx.alert_state', 'SELECT * FROM authx.alert_state'),
+    ('SELECT authx.alerts', 'SELECT * FROM authx.alerts'),
+    ('INSERT into authx.settings (change a threshold)',
+     $$INSERT INTO authx.settings (name, value) VALUES ('alert.enabled', 'false')$$)) v(what, call);
 SELECT throws_ok('SET authx.usage_retention = 0', '55P02', NULL,
                  'app: cannot change authx.usage_retention (sighup: 55P02)');
 SELECT throws_ok('SET authx.usage_queue_size = 1024', '55P02', NULL,
@@ -587,7 +603,15 @@ SELECT throws_ok(call, code, NULL, 'admin: cannot ' || what)
     ('call _hist_quantile', $$SELECT authx._hist_quantile(array_fill(0::bigint, ARRAY[96]), 0.5)$$, '42501'),
     ('call _usage_purge', $$SELECT authx._usage_purge(now() + interval '10 years')$$, '42501'),
     ('call _partitions_ahead', $$SELECT authx._partitions_ahead('authx.usage_log')$$, '42501'),
-    ('SET authx.usage_retention (sighup)', 'SET authx.usage_retention = 0', '55P02')) v(what, call, code);
+    ('SET authx.usage_retention (sighup)', 'SET authx.usage_retention = 0', '55P02'),
+    ('UPDATE authx.settings (unaudited)', $$UPDATE authx.settings SET value = 'false'$$, '42501'),
+    ('SELECT authx.alert_state', 'SELECT * FROM authx.alert_state', '42501'),
+    ('UPDATE authx.alert_state (silence an alert)', 'UPDATE authx.alert_state SET active = false', '42501'),
+    ('call _alerts_check', $$SELECT authx._alerts_check(now() + interval '1 day')$$, '42501')) v(what, call, code);
+-- Settings and alerts.
+SELECT is(authx.setting_set('alert.queue_fill', '0.9'), '0.9'::jsonb, 'admin: setting_set works');
+SELECT ok((SELECT count(*) FROM authx.setting_list()) > 10, 'admin: setting_list works');
+SELECT ok((SELECT count(*) FROM authx.alerts) = 6, 'admin: reads the alerts view');
 -- The aggregate's support functions: no grant to either role (they take
 -- internal, so neither could name a call to them anyway).
 SELECT is((SELECT array_agg(pg_catalog.has_function_privilege(r, f, 'EXECUTE') ORDER BY r, f)
@@ -825,8 +849,8 @@ SELECT p.oid::regprocedure::text AS fn,
  WHERE p.pronamespace = 'authx'::regnamespace;
 GRANT SELECT ON privs_calls TO pgtap_privs_nobody;
 
-SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 169,
-          'a call was built for 169 of the 171 authx functions (the aggregate _hist_sum included)');
+SELECT is((SELECT count(*) FROM privs_calls WHERE call IS NOT NULL)::int, 177,
+          'a call was built for 177 of the 179 authx functions (the aggregate _hist_sum included)');
 -- internal is a pseudo-type no SQL expression yields (not even NULL::internal):
 -- the aggregate's support functions are reached through _hist_sum only.
 SELECT set_eq('SELECT fn FROM privs_calls WHERE call IS NULL',

@@ -7,15 +7,18 @@
 --     {sessions_deleted, lockouts_deleted}, "api_keys": ..., "roles": ...,
 --     "rate_limits": {overrides_expired}, "ip_blocks": {blocks_expired},
 --     "mfa": {challenges_purged}, ..., "usage_log": {created, dropped,
---     moved, purged}, "usage": {hourly_purged, hourly_ip_purged,
---     hourly_ip_compacted}} and is idempotent;
+--     moved, purged}, "usage": {hourly_purged, hourly_total_purged,
+--     daily_purged, ip_purged, hourly_ip_compacted, daily_ip_changed}} and
+--     is idempotent;
 --   * usage_log gets the same daily partitions usage_log_pYYYYMMDD for
 --     today .. today + authx.audit_premake, with UTC day bounds; a usage
 --     row for a day without a partition waits in usage_log_default and is
 --     moved by the next maintenance_run;
---   * the hourly usage rollups (usage_hourly, usage_hourly_ip) are deleted
---     by _usage_purge once their hour is more than 400 days before p_now
---     (exactly 400 days is kept), whatever authx.usage_retention says;
+--   * the usage rollups (usage_hourly, usage_hourly_total, usage_hourly_ip)
+--     are deleted by _usage_purge once their hour is more than 400 days
+--     before p_now (exactly 400 days is kept), the daily ones (usage_daily,
+--     usage_daily_ip) once their day is before the UTC day of p_now - 400
+--     days, whatever authx.usage_retention says;
 --   * compaction of usage_hourly_ip by _usage_purge(p_now): each finished
 --     hour of the last 7 days (from the hour starting 7 days before the
 --     current one up to the one before the current one) with more than 100
@@ -24,6 +27,11 @@
 --     rest is counted in hourly_ip_compacted; an hour of exactly 100
 --     addresses, the current hour and the hour before the window keep all
 --     150 of theirs; a second pass compacts nothing;
+--   * usage_daily_ip after a pass holds, for each finished day of the last
+--     7, exactly the 100 busiest addresses of usage_hourly_ip summed over
+--     that day (requests descending, then address), nothing for today; a
+--     second pass changes nothing (daily_ip_changed 0); a late hourly row
+--     for yesterday changes yesterday's rows at the next pass;
 --   * the fake clock is the internal authx._maintenance_run_at(p_now):
 --     authx_admin gets 42501 for it, and maintenance_run() no longer takes
 --     a time, so an administrator cannot retire the whole trail;
@@ -53,7 +61,7 @@
 -- pass fails on its lock_timeout while this transaction runs and cannot
 -- interfere.
 BEGIN;
-SELECT plan(68);
+SELECT plan(77);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -105,8 +113,9 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'usage_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'usage_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'usage') k),
-          ARRAY['hourly_ip_compacted', 'hourly_ip_purged', 'hourly_purged'],
-          'usage reports hourly_purged, hourly_ip_purged, hourly_ip_compacted');
+          ARRAY['daily_ip_changed', 'daily_purged', 'hourly_ip_compacted', 'hourly_purged', 'hourly_total_purged',
+                'ip_purged'],
+          'usage reports hourly_purged, hourly_total_purged, daily_purged, ip_purged, hourly_ip_compacted, daily_ip_changed');
 SELECT set_eq(
     format($$SELECT partition::text FROM authx.audit_partitions
               WHERE partition::text IN (SELECT pg_temp.pname(%L::date + i) FROM generate_series(0, %s) i)$$,
@@ -130,8 +139,10 @@ SELECT is(ARRAY[:'r0b'::jsonb -> 'audit_log', :'r0b'::jsonb -> 'usage_log'],
 -- (maintenance_run passes now(), fixed in this transaction: the hours the
 -- first pass compacted stay done, and the worker only writes hours from
 -- the current one on.)
-SELECT is(:'r0b'::jsonb -> 'usage', '{"hourly_purged": 0, "hourly_ip_purged": 0, "hourly_ip_compacted": 0}'::jsonb,
-          'nor does it find hourly usage rollups to purge or compact');
+SELECT is(:'r0b'::jsonb -> 'usage',
+          '{"hourly_purged": 0, "hourly_total_purged": 0, "daily_purged": 0, "ip_purged": 0, "hourly_ip_compacted": 0,
+            "daily_ip_changed": 0}'::jsonb,
+          'nor does it find usage rollups to purge, compact or sum again');
 SELECT is(authx._maintenance_run_at(now()) -> 'audit_log', '{"created": 0, "dropped": 0, "moved": 0, "purged": 0}'::jsonb,
           '_maintenance_run_at(now()) is the same pass');
 
@@ -269,23 +280,42 @@ SELECT ok(to_regclass('authx.' || pg_temp.pname(:'far2')) IS NOT NULL
 
 -- ================================================================ usage rollups
 -- Kept 400 days: a rollup of an hour more than 400 days before p_now goes,
--- one exactly 400 days before stays.  (No real rollup is that old.)
+-- one exactly 400 days before stays; daily rollups go when their day is
+-- before the day of p_now - 400 days.  (No real rollup is that old.)
 INSERT INTO authx.usage_hourly (hour, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)
 SELECT now() - d, 'pgtap-part-rollup-' || tag, 2, '00000000-0000-0000-0000-000000000000', 1, 1.5,
        array_fill(0::bigint, ARRAY[96])
   FROM (VALUES (interval '400 days 1 microsecond', 'old'), (interval '400 days', 'edge'),
                (interval '399 days', 'new')) v(d, tag);
+INSERT INTO authx.usage_hourly_total (hour, requests, errors_4xx, errors_5xx, latency_sum_ms, latency_hist)
+SELECT now() - d, 1, 0, 0, 1.5, array_fill(0::bigint, ARRAY[96])
+  FROM (VALUES (interval '400 days 1 microsecond'), (interval '400 days'), (interval '399 days')) v(d);
 INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
 SELECT now() - d, ip, 1, 0
   FROM (VALUES (interval '400 days 1 microsecond', inet '192.0.2.201'), (interval '400 days', '192.0.2.202'),
                (interval '399 days', '192.0.2.203')) v(d, ip);
-SELECT is(authx._usage_purge(now()), '{"hourly_purged": 1, "hourly_ip_purged": 1, "hourly_ip_compacted": 0}'::jsonb,
-          '_usage_purge(now()) deletes the rollups more than 400 days old, one of each table (and compacts nothing)');
+INSERT INTO authx.usage_daily (day, endpoint, status_class, api_key_id, requests, latency_sum_ms, latency_hist)
+SELECT ((now() - interval '400 days') AT TIME ZONE 'UTC')::date + o, 'pgtap-part-daily-' || tag, 2,
+       '00000000-0000-0000-0000-000000000000', 1, 1.5, array_fill(0::bigint, ARRAY[96])
+  FROM (VALUES (-1, 'old'), (0, 'edge'), (1, 'new')) v(o, tag);
+INSERT INTO authx.usage_daily_ip (day, ip, requests, errors)
+SELECT ((now() - interval '400 days') AT TIME ZONE 'UTC')::date + o, ip, 1, 0
+  FROM (VALUES (-1, inet '192.0.2.211'), (0, '192.0.2.212'), (1, '192.0.2.213')) v(o, ip);
+SELECT is(authx._usage_purge(now()) - 'daily_ip_changed',
+          '{"hourly_purged": 1, "hourly_total_purged": 1, "daily_purged": 1, "ip_purged": 2, "hourly_ip_compacted": 0}'::jsonb,
+          '_usage_purge(now()) deletes the rollups older than 400 days, one of each table (and compacts nothing)');
 SELECT is((SELECT array_agg(endpoint ORDER BY endpoint) FROM authx.usage_hourly WHERE endpoint LIKE 'pgtap-part-rollup-%'),
           ARRAY['pgtap-part-rollup-edge', 'pgtap-part-rollup-new'], 'usage_hourly: exactly 400 days old is kept');
+SELECT is((SELECT count(*)::int FROM authx.usage_hourly_total WHERE hour <= now() - interval '399 days'),
+          2, 'usage_hourly_total: exactly 400 days old is kept');
 SELECT is((SELECT array_agg(host(ip) ORDER BY ip) FROM authx.usage_hourly_ip
             WHERE ip IN ('192.0.2.201', '192.0.2.202', '192.0.2.203')),
           ARRAY['192.0.2.202', '192.0.2.203'], 'usage_hourly_ip: exactly 400 days old is kept');
+SELECT is((SELECT array_agg(endpoint ORDER BY endpoint) FROM authx.usage_daily WHERE endpoint LIKE 'pgtap-part-daily-%'),
+          ARRAY['pgtap-part-daily-edge', 'pgtap-part-daily-new'], 'usage_daily: the day of now() - 400 days is kept');
+SELECT is((SELECT array_agg(host(ip) ORDER BY ip) FROM authx.usage_daily_ip
+            WHERE ip IN ('192.0.2.211', '192.0.2.212', '192.0.2.213')),
+          ARRAY['192.0.2.212', '192.0.2.213'], 'usage_daily_ip: the day of now() - 400 days is kept');
 
 -- ================================================================ usage_hourly_ip compaction
 -- Hours relative to the current one (UTC), far from any real traffic but
@@ -313,7 +343,8 @@ SELECT v.tag, date_trunc('hour', now(), 'UTC') - v.ago AS hour, v.net, i,
 INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors) SELECT hour, ip, requests, errors FROM ipc;
 SELECT is((SELECT array_agg(n ORDER BY tag) FROM (SELECT tag, count(*)::int AS n FROM ipc GROUP BY tag) x),
           ARRAY[150, 101, 100, 150, 150], 'compaction setup: busy 150, edge 101, full 100, now 150, old 150 addresses');
-SELECT is(authx._usage_purge(now()), '{"hourly_purged": 0, "hourly_ip_purged": 0, "hourly_ip_compacted": 51}'::jsonb,
+SELECT is(authx._usage_purge(now()) - 'daily_ip_changed',
+          '{"hourly_purged": 0, "hourly_total_purged": 0, "daily_purged": 0, "ip_purged": 0, "hourly_ip_compacted": 51}'::jsonb,
           '_usage_purge(now()) compacts 51 rows: 50 of the busy hour, 1 of the edge hour');
 SELECT set_eq(
     $$SELECT i.tag, host(h.ip), h.requests, h.errors FROM authx.usage_hourly_ip h JOIN ipc i USING (hour, ip)$$,
@@ -322,6 +353,46 @@ SELECT set_eq(
     'compaction keeps the busy hour''s 90 busiest and its tied .1 .. .10 (requests DESC, then inet order), the edge '
     'hour''s 100 busiest, and every address of the full, old and current hours, requests and errors unchanged');
 SELECT is(authx._usage_purge(now()) -> 'hourly_ip_compacted', '0'::jsonb, 'a second pass compacts nothing');
+
+-- ================================================================ usage_daily_ip
+-- What the passes above left: each finished day of the last week holds the
+-- 100 busiest addresses of its hours (all traffic, not only ipc's).
+CREATE FUNCTION pg_temp.daily_ip_diff() RETURNS TABLE(day date, ip inet, requests numeric, errors numeric)
+LANGUAGE sql AS $$
+    WITH want AS (
+        SELECT x.day, x.ip, x.requests, x.errors
+          FROM (SELECT (h.hour AT TIME ZONE 'UTC')::date AS day, h.ip, sum(h.requests) AS requests,
+                       sum(h.errors) AS errors,
+                       row_number() OVER (PARTITION BY (h.hour AT TIME ZONE 'UTC')::date
+                                          ORDER BY sum(h.requests) DESC, h.ip) AS rn
+                  FROM authx.usage_hourly_ip h
+                 WHERE h.hour >= ((now() AT TIME ZONE 'UTC')::date - 7)::timestamp AT TIME ZONE 'UTC'
+                   AND h.hour < ((now() AT TIME ZONE 'UTC')::date)::timestamp AT TIME ZONE 'UTC'
+                 GROUP BY 1, 2) x
+         WHERE x.rn <= 100
+    ), have AS (
+        SELECT d.day, d.ip, d.requests::numeric, d.errors::numeric FROM authx.usage_daily_ip d
+         WHERE d.day >= (now() AT TIME ZONE 'UTC')::date - 7
+    )
+    (SELECT * FROM want EXCEPT SELECT * FROM have) UNION ALL (SELECT * FROM have EXCEPT SELECT * FROM want)
+$$;
+SELECT is_empty('SELECT * FROM pg_temp.daily_ip_diff()',
+                'usage_daily_ip: each finished day of the last week holds exactly its 100 busiest addresses, '
+                'summed from usage_hourly_ip, and today nothing');
+SELECT is((SELECT count(*)::int FROM authx.usage_daily_ip d, ipc i
+            WHERE d.day = (i.hour AT TIME ZONE 'UTC')::date AND d.ip = i.ip AND i.tag = 'busy'),
+          100, 'usage_daily_ip: the busy hour''s day has 100 of its addresses');
+SELECT is(authx._usage_purge(now()) -> 'daily_ip_changed', '0'::jsonb, 'a second pass changes no daily row');
+-- A late hourly row for yesterday (records queued before midnight).
+INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
+VALUES (((now() AT TIME ZONE 'UTC')::date - 1)::timestamp AT TIME ZONE 'UTC' + interval '1 hour',
+        '198.18.12.1', 1000000, 3);
+SELECT ok((authx._usage_purge(now()) -> 'daily_ip_changed')::int >= 1,
+          'the next pass changes yesterday''s rows for a late hourly row');
+SELECT is((SELECT ARRAY[requests, errors] FROM authx.usage_daily_ip
+            WHERE day = (now() AT TIME ZONE 'UTC')::date - 1 AND ip = '198.18.12.1'),
+          ARRAY[1000000, 3]::bigint[], 'yesterday''s usage_daily_ip has the late address');
+SELECT is_empty('SELECT * FROM pg_temp.daily_ip_diff()', 'usage_daily_ip still agrees with usage_hourly_ip');
 
 -- ================================================================ fake clock far ahead
 -- The full pass, with the configured retentions (90 days for audit_log, 30
@@ -333,6 +404,9 @@ SELECT count(*) AS n_all FROM authx.audit_partitions WHERE partition ~ '^audit_l
 SELECT count(*) AS n_uall FROM pg_temp.upartitions() p WHERE p ~ '^usage_log_p[0-9]{8}$' \gset
 SELECT count(*) AS n_hourly FROM authx.usage_hourly \gset
 SELECT count(*) AS n_hourly_ip FROM authx.usage_hourly_ip \gset
+SELECT count(*) AS n_hourly_total FROM authx.usage_hourly_total \gset
+SELECT count(*) AS n_daily FROM authx.usage_daily \gset
+SELECT count(*) AS n_daily_ip FROM authx.usage_daily_ip \gset
 SELECT authx._maintenance_run_at(pg_temp.utc(:'far3')) AS r3 \gset
 SELECT is(:'r3'::jsonb -> 'audit_log',
           jsonb_build_object('created', :premake + 1, 'dropped', :n_all, 'moved', 0, 'purged', 0),
@@ -345,8 +419,9 @@ SELECT is(:'r3'::jsonb -> 'usage_log',
 SELECT is((SELECT count(*) FROM authx.usage_log WHERE at < pg_temp.utc(:'far3', '00:00'))::int, 0,
           'no raw usage row older than that clock is left in usage_log');
 SELECT is(:'r3'::jsonb -> 'usage',
-          jsonb_build_object('hourly_purged', :n_hourly, 'hourly_ip_purged', :n_hourly_ip, 'hourly_ip_compacted', 0),
-          'and purges every hourly rollup (all older than 400 days by then), leaving none to compact');
+          jsonb_build_object('hourly_purged', :n_hourly, 'hourly_total_purged', :n_hourly_total, 'daily_purged', :n_daily,
+                             'ip_purged', :n_hourly_ip + :n_daily_ip, 'hourly_ip_compacted', 0, 'daily_ip_changed', 0),
+          'and purges every usage rollup (all older than 400 days by then), leaving none to compact or sum');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -38,7 +38,7 @@
 --     from pg_settings (even for a superuser) and cannot be SET in a
 --     session (55P02).
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 SET authx.password_memlimit = 64;
 SET authx.password_opslimit = 1;
@@ -212,11 +212,14 @@ SELECT set_eq(
     $$VALUES ('cache_queued', 'counter'), ('cache_sent', 'counter'), ('cache_batches', 'counter'),
              ('cache_errors', 'counter'), ('cache_resyncs', 'counter'), ('cache_dropped', 'counter'),
              ('cache_discarded', 'counter'), ('cache_queue_depth', 'gauge'), ('cache_connected', 'gauge'),
-             ('cache_lag_p50_us', 'gauge'), ('cache_lag_p99_us', 'gauge')$$,
+             ('cache_lag_p50_us', 'gauge'), ('cache_lag_p99_us', 'gauge'), ('cache_hits', 'counter'),
+             ('cache_misses', 'counter'), ('cache_queue_capacity', 'gauge')$$,
     'authx.stats has exactly the cache counters and gauges'
 );
 SELECT is((SELECT value FROM authx.stats WHERE name = 'cache_connected'), 1::bigint,
           'stats: cache_connected = 1');
+SELECT is((SELECT value FROM authx.stats WHERE name = 'cache_queue_capacity'),
+          current_setting('authx.cache_queue_size')::bigint, 'stats: cache_queue_capacity = authx.cache_queue_size');
 
 -- ================================================================ settings
 SELECT set_eq(

@@ -24,7 +24,10 @@
 --     documented bucket formula gives in SQL; every histogram has 96
 --     buckets summing to its requests; usage_hourly_ip agrees with the raw
 --     rows per hour and address (errors: status 400 and up), and has no
---     row for records without an address;
+--     row for records without an address; usage_daily agrees with the raw
+--     rows per UTC day (counts, sums, histograms); usage_hourly_total and
+--     usage_daily are usage_hourly summed per hour and per day, over every
+--     row (one statement each: one snapshot);
 --   * _latency_hist: one value in the middle of each of buckets 1 .. 94,
 --     one below 0.01 ms and one of 1e9 ms fill each of the 96 buckets once;
 --     bucket edges: 0 and 0.0099 ms in bucket 0, 0.0118 in 1, 0.0119 in 2,
@@ -71,7 +74,9 @@
 --     usage counters and gauges;
 --   * _partitions_ahead: -1 without partitions, the furthest day
 --     otherwise, other names ignored; for usage_log as its partitions say;
---   * health(): status ok and exactly the six checks, all ok, with the
+--   * health(): status ok and exactly the six checks, all ok, alerts
+--     naming the raised alerts (this file's errors may raise error_rate:
+--     it does not change the status), with the
 --     worker's pid, empty queues, Redis configured and connected, usage_log
 --     partitions at least authx.audit_premake days ahead;
 --   * a full queue: with usage_log locked (a savepoint) the worker cannot
@@ -101,7 +106,7 @@ END
 $$;
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT plan(138);
+SELECT plan(145);
 
 -- ================================================================ setup
 CREATE TEMP TABLE cfg ON COMMIT DROP AS
@@ -324,6 +329,39 @@ SELECT set_eq(
     'usage_hourly_ip: per hour and address, requests and errors (status 400 and up) are those of the raw rows');
 SELECT is((SELECT count(DISTINCT ip)::int FROM mine), 23, 'the records used 23 distinct addresses');
 SELECT is_empty('SELECT * FROM authx.usage_hourly_ip WHERE ip IS NULL', 'usage_hourly_ip has no row for no address');
+SELECT set_eq(
+    $$SELECT d.day, d.endpoint, d.status_class::int, d.api_key_id, d.requests, d.latency_sum_ms, d.latency_hist
+        FROM authx.usage_daily d, cfg c WHERE d.endpoint LIKE 'GET /' || c.tag || '/%'
+         AND d.endpoint <> 'GET /' || c.tag || '/flood'$$,
+    $$SELECT (at AT TIME ZONE 'UTC')::date, endpoint, status / 100,
+             coalesce(api_key_id, '00000000-0000-0000-0000-000000000000'), count(*), sum(latency_ms::float8),
+             authx._latency_hist(array_agg(latency_ms))
+        FROM mine GROUP BY 1, 2, 3, 4$$,
+    'usage_daily: per UTC day, endpoint, status class and key, requests, latency sum and histogram are those of '
+    'the raw rows');
+-- The coarser rollups against usage_hourly, all of them, in one statement
+-- each (one snapshot: the worker commits all four in the same transaction);
+-- latency sums within 1e-9 (other files' latencies are not all exact
+-- binary fractions, and the sums are added in another order).
+SELECT is_empty(
+    $$WITH h AS (SELECT hour, sum(requests) AS requests,
+                        coalesce(sum(requests) FILTER (WHERE status_class = 4), 0) AS e4,
+                        coalesce(sum(requests) FILTER (WHERE status_class = 5), 0) AS e5,
+                        sum(latency_sum_ms) AS lat, authx._hist_sum(latency_hist) AS hist
+                   FROM authx.usage_hourly GROUP BY hour)
+      SELECT h.hour, t.hour FROM h FULL JOIN authx.usage_hourly_total t USING (hour)
+       WHERE h.requests IS DISTINCT FROM t.requests OR h.e4 IS DISTINCT FROM t.errors_4xx
+          OR h.e5 IS DISTINCT FROM t.errors_5xx OR h.hist IS DISTINCT FROM t.latency_hist
+          OR NOT abs(h.lat - t.latency_sum_ms) <= 1e-9 * greatest(1, abs(h.lat))$$,
+    'usage_hourly_total: per hour, the requests, 4xx, 5xx, latency sum and histogram of usage_hourly summed');
+SELECT is_empty(
+    $$WITH h AS (SELECT (hour AT TIME ZONE 'UTC')::date AS day, endpoint, status_class, api_key_id,
+                        sum(requests) AS requests, sum(latency_sum_ms) AS lat, authx._hist_sum(latency_hist) AS hist
+                   FROM authx.usage_hourly GROUP BY 1, 2, 3, 4)
+      SELECT h.day, d.day FROM h FULL JOIN authx.usage_daily d USING (day, endpoint, status_class, api_key_id)
+       WHERE h.requests IS DISTINCT FROM d.requests OR h.hist IS DISTINCT FROM d.latency_hist
+          OR NOT abs(h.lat - d.latency_sum_ms) <= 1e-9 * greatest(1, abs(h.lat))$$,
+    'usage_daily: per day, the groups of usage_hourly summed');
 
 -- ================================================================ buckets
 SELECT is(authx._latency_hist(ARRAY[0.001]::real[] || array_agg((0.01 * 2 ^ ((k - 0.5) / 4))::real) || ARRAY[1e9]::real[]),
@@ -535,6 +573,20 @@ SELECT throws_ok(format('SELECT authx.usage_summary(%s)', s), code, msg, format(
                ($$'-1 hour'$$, '22023', 'since must be between 1 second and 400 days'),
                ($$'401 days'$$, '22023', 'since must be between 1 second and 400 days'),
                ($$'14 months'$$, '22023', 'since must be between 1 second and 400 days')) v(s, code, msg);
+-- Addresses of a whole day 3 days ago: from usage_hourly_ip while
+-- maintenance has not summed that day, from usage_daily_ip once it has.
+INSERT INTO authx.usage_hourly_ip (hour, ip, requests, errors)
+SELECT ((now() AT TIME ZONE 'UTC')::date - 3)::timestamp AT TIME ZONE 'UTC' + h * interval '1 hour',
+       '198.18.200.1', 1000000000, 1
+  FROM generate_series(0, 23, 6) h;
+SELECT is((SELECT s->'top_ips'->0 FROM (SELECT authx.usage_summary('5 days') AS s) x),
+          '{"ip": "198.18.200.1", "requests": 4000000000, "errors": 4}'::jsonb,
+          'summary: a whole day without usage_daily_ip rows counts its hourly addresses');
+INSERT INTO authx.usage_daily_ip (day, ip, requests, errors)
+VALUES ((now() AT TIME ZONE 'UTC')::date - 3, '198.18.200.2', 5000000000, 5);
+SELECT is((SELECT s->'top_ips'->0 FROM (SELECT authx.usage_summary('5 days') AS s) x),
+          '{"ip": "198.18.200.2", "requests": 5000000000, "errors": 5}'::jsonb,
+          'summary: once the day has usage_daily_ip rows, they count and its hourly rows do not');
 SELECT lives_ok($$SELECT authx.usage_summary('400 days'), authx.usage_summary('1 second')$$,
                 'usage_summary: 400 days and 1 second are accepted');
 
@@ -626,8 +678,13 @@ SELECT is(ARRAY[pg_temp.us(0.0625), pg_temp.us(0.1875), pg_temp.us(0.0099), pg_t
 -- ================================================================ stats
 SELECT set_eq($$SELECT name, kind FROM authx.stats WHERE name LIKE 'usage%'$$,
               $$VALUES ('usage_recorded', 'counter'), ('usage_written', 'counter'), ('usage_dropped', 'counter'),
+                       ('usage_status_4xx', 'counter'), ('usage_status_5xx', 'counter'),
                        ('usage_queue_depth', 'gauge'), ('usage_queue_capacity', 'gauge')$$,
               'authx.stats has exactly the usage counters and gauges');
+SELECT is(ARRAY[pg_temp.stat_delta('usage_status_4xx'), pg_temp.stat_delta('usage_status_5xx')],
+          ARRAY[(SELECT count(*) FROM mine WHERE status BETWEEN 400 AND 499),
+                (SELECT count(*) FROM mine WHERE status >= 500)],
+          'usage_status_4xx and usage_status_5xx grew by the 4xx and 5xx records of this file');
 SELECT is(ARRAY[pg_temp.stat_delta('usage_recorded'), pg_temp.stat_delta('usage_written'),
                 pg_temp.stat_delta('usage_dropped')],
           (SELECT ARRAY[count(*), count(*), 0] FROM mine),
@@ -662,6 +719,12 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_each(:'h'::jsonb->'checks')
           ARRAY['audit_log_partitions', 'audit_queue', 'maintenance_worker', 'redis', 'usage_log_partitions',
                 'usage_queue'],
           'health: every check is ok');
+-- This file's 4xx and 5xx records may raise the error_rate alert (the
+-- worker checks every 5 s): health names it without changing the status.
+SELECT ok(jsonb_typeof(:'h'::jsonb->'alerts') = 'array'
+          AND (SELECT bool_and(a IN (SELECT name FROM authx.alerts)) FROM jsonb_array_elements_text(:'h'::jsonb->'alerts') a)
+              IS NOT FALSE,
+          'health: alerts is an array of alert names (the raised ones)');
 SELECT is(:'h'::jsonb->'checks'->'maintenance_worker'->'pid', to_jsonb(pg_temp.stat('maintenance_worker_pid')),
           'health: the worker''s pid');
 SELECT is(ARRAY[:'h'::jsonb->'checks'->'usage_queue'->>'fill', :'h'::jsonb->'checks'->'redis'->>'configured',
