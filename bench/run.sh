@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens usage").  AUTHX_BENCH_SECONDS (default 5) per measurement,
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens usage scaleout").  AUTHX_BENCH_SECONDS (default 5) per measurement,
 # AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
 # ratio matters; the best round of each side is kept, which filters out
 # interference from anything else running on the machine.
@@ -18,7 +18,8 @@ chmod 755 "$WORK"
 [ "$(id -u)" = 0 ] && chown "$(run_user)" "$WORK"
 PORT=$(free_port)
 DATA="$WORK/pg/data"
-trap 'pg_stop "$DATA"; rm -rf "$WORK"' EXIT
+CDATA="$WORK/coord/data"
+trap 'pg_stop "$DATA"; pg_stop "$CDATA"; rm -rf "$WORK"' EXIT
 
 pg_init "$DATA" "$PORT" "$WORK/pg" authx_bench
 cat >>"$DATA/postgresql.conf" <<CONF
@@ -56,7 +57,7 @@ overhead() { python3 -c "o = (1 - $1 / $2) * 100; print(f'{o:.1f}%' if o > 0 els
 median_ratio() { python3 -c "import statistics, sys; a = sys.argv[1].split(); b = sys.argv[2].split(); print(f'{statistics.median(float(x) / float(y) for x, y in zip(a, b)):.3f}')" "$1" "$2"; }
 row() { printf '| %-56s | %9s | %11s | %s |\n' "$1" "$2" "$3" "$4"; }
 
-SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock tokens usage}
+SECTIONS=${AUTHX_BENCH:-passwords sessions cache apikeys rbac ratelimit ipblock tokens usage scaleout}
 
 bench_passwords() {
 cc -O2 -o "$WORK/pwbench" "$AUTHX_ROOT/bench/pwbench.c" -lsodium
@@ -580,6 +581,45 @@ SQL
     echo
     echo "usage_record during the runs: recorded $rec, written by the worker $wr, dropped $dr (queue: authx.usage_queue_size)"
     echo "usage_summary('30 days') over $raw raw rows (rollup rows: $hrows; per-address: $iprows): ${ms} ms average of 20 calls"
+}
+
+bench_scaleout() {
+    # A coordinator (a second cluster on the same 2 cores) routing through
+    # PL/Proxy to the bench cluster as its only data node: the cost of the
+    # extra hop for a call routed by user id.
+    say "scaleout: has_permission through a PL/Proxy coordinator vs directly"
+    local cport
+    cport=$(free_port)
+    pg_init "$CDATA" "$cport" "$WORK/coord" authx_coord
+    pg_start "$CDATA"
+    cpsql_() { as_user psql -X -q -h 127.0.0.1 -p "$cport" -U postgres -d authx_coord -v ON_ERROR_STOP=1 "$@"; }
+    cpsql_ -c "CREATE EXTENSION authx" >/dev/null
+    cpsql_ -tAc "SELECT authx.cluster_setup(ARRAY['host=127.0.0.1 port=$PORT dbname=authx_bench user=postgres'])" >/dev/null
+    local suid
+    suid=$(cpsql_ -tAc "SELECT authx_cluster.user_create('scale@example.com', '$PW')")
+    cpsql_ -tAc "SELECT authx_cluster.user_grant('$suid', 'admin')" >/dev/null
+    [ "$(cpsql_ -tAc "SELECT authx_cluster.has_permission('$suid', 'docs:read')")" = t ] \
+        || die "scaleout bench: no permission through the coordinator"
+    ctps() {
+        as_user pgbench -n -M prepared -c 2 -j 2 -T "$SECS" -h 127.0.0.1 -p "$cport" -U postgres "${@:2}" \
+            -f "$AUTHX_ROOT/bench/$1" authx_coord 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+    }
+    local s1=() hd=() hc=()
+    for _ in $(seq "$ROUNDS"); do
+        s1+=("$(tps 2 select1.sql)")
+        hd+=("$(tps 2 has_permission_param.sql -D uid="$suid" -D perm=docs:read)")
+        hc+=("$(ctps has_permission_cluster_param.sql -D uid="$suid" -D perm=docs:read)")
+    done
+    local S1 HD HC
+    S1=$(best "${s1[@]}") HD=$(best "${hd[@]}") HC=$(best "${hc[@]}")
+    echo
+    echo "## Scale-out ($(nproc) cores, coordinator and data node on the same machine, 2 clients, prepared, $ROUNDS rounds of ${SECS}s)"
+    echo
+    row "path" "TPS" "vs SELECT 1" "vs direct"
+    row "---" "---:" "---:" "---:"
+    row "SELECT 1 on the data node" "$S1" "1.000" ""
+    row "authx.has_permission(\$1, \$2) on the data node" "$HD" "$(median_ratio "${hd[*]}" "${s1[*]}")" "1.000"
+    row "authx_cluster.has_permission(\$1, \$2) through the coordinator" "$HC" "$(median_ratio "${hc[*]}" "${s1[*]}")" "$(median_ratio "${hc[*]}" "${hd[*]}")"
 }
 
 for section in $SECTIONS; do

@@ -10,7 +10,7 @@ AUTHX_PACKAGES=(
     build-essential postgresql-15 postgresql-server-dev-15 postgresql-contrib
     libsodium-dev libhiredis-dev redis-server redis-tools
     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-    python3 python3-argon2 argon2 procps iproute2 python3-redis python3-psycopg2 oathtool python3-pyotp python3-jwt python3-cryptography prometheus chromium
+    python3 python3-argon2 argon2 procps iproute2 python3-redis python3-psycopg2 oathtool python3-pyotp python3-jwt python3-cryptography prometheus chromium postgresql-15-plproxy
 )
 
 say() { printf '\033[1mauthx:\033[0m %s\n' "$*" >&2; }

@@ -43,6 +43,8 @@ extern int	authx_session_idle_timeout;
 extern int	authx_session_ttl;
 extern int	authx_touch_interval;
 extern int	authx_cache_queue_size;
+extern int	authx_shard_buckets;
+extern int32 authx_jump_hash(uint64 key, int32 buckets);
 extern int	authx_cache_ttl;
 extern char *authx_redis_prefix;
 extern int	authx_redis_timeout_ms;

@@ -64,6 +64,7 @@ int			authx_reset_ttl = 3600;
 int			authx_device_ttl = 30 * 86400;
 int			authx_usage_queue_size = 16384;
 int			authx_usage_retention = 30;
+int			authx_shard_buckets = 256;
 
 static const struct config_enum_entry token_alg_options[] = {
 	{"EdDSA", AUTHX_ALG_EDDSA, false},
@@ -135,6 +136,18 @@ check_redis_url(char **newval, void **extra, GucSource source)
 		return true;
 	GUC_check_errdetail("Use redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].");
 	return false;
+}
+
+/* authx.shard_buckets: a power of two (PL/Proxy routes by a bit mask). */
+static bool
+check_shard_buckets(int *newval, void **extra, GucSource source)
+{
+	if ((*newval & (*newval - 1)) != 0)
+	{
+		GUC_check_errdetail("authx.shard_buckets must be a power of two (1, 2, 4, ... 65536).");
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -253,6 +266,21 @@ authx_guc_init(bool preloading)
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
+
+	/*
+	 * Everywhere, preloaded or not (so not PGC_POSTMASTER, which a module
+	 * loaded later may not define): shard_of must agree in every backend.
+	 */
+	DefineCustomIntVariable("authx.shard_buckets",
+							gettext_noop("Logical buckets users are spread over (shard_of); the same on every node."),
+							gettext_noop("A power of two, chosen when the cluster is made: changing it moves users."),
+							&authx_shard_buckets,
+							256,
+							1,
+							65536,
+							PGC_SIGHUP,
+							0,
+							check_shard_buckets, NULL, NULL);
 
 	if (preloading)
 		DefineCustomIntVariable("authx.usage_queue_size",

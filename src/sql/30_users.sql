@@ -111,6 +111,16 @@ COMMENT ON FUNCTION authx._user_lock(uuid) IS 'Internal. Returns the live user r
 
 CREATE FUNCTION authx.user_create(email text, password text, display_name text DEFAULT NULL)
 RETURNS uuid
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT authx._user_create_id(gen_random_uuid(), email, password, display_name) $$;
+COMMENT ON FUNCTION authx.user_create(text, text, text) IS
+'Creates an account and returns its id. Raises 22004 (NULL), 22023 (malformed email, password policy), 22021 (invalid UTF-8), 23505 (email taken).';
+
+-- The account with an id chosen by the caller: a scale-out coordinator
+-- picks it, to know the user's bucket before the row exists.
+CREATE FUNCTION authx._user_create_id(id uuid, email text, password text, display_name text DEFAULT NULL)
+RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -120,6 +130,7 @@ DECLARE
     v_hash  text;
     v_id    uuid;
 BEGIN
+    PERFORM authx._require(_user_create_id.id, 'id');
     IF v_name IS NOT NULL AND (length(v_name) > 200 OR v_name ~ '[[:cntrl:]]') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid display name',
             DETAIL = 'A display name has at most 200 characters and no control characters.',
@@ -133,9 +144,9 @@ BEGIN
     END IF;
     v_hash := authx._password_hash(password, true);
     BEGIN
-        INSERT INTO authx.users (email, display_name, password_hash, password_changed_at)
-        VALUES (v_email, v_name, v_hash, now())
-        RETURNING id INTO v_id;
+        INSERT INTO authx.users (id, email, display_name, password_hash, password_changed_at)
+        VALUES (_user_create_id.id, v_email, v_name, v_hash, now())
+        RETURNING users.id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = 'email is already registered',
             HINT = 'Sign in instead, or use another email address.';
@@ -144,8 +155,8 @@ BEGIN
     RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION authx.user_create(text, text, text) IS
-'Creates an account and returns its id. Raises 22004 (NULL), 22023 (malformed email, password policy), 22021 (invalid UTF-8), 23505 (email taken).';
+COMMENT ON FUNCTION authx._user_create_id(uuid, text, text, text) IS
+'Internal (scale-out): user_create with the id given. Raises as user_create, and 23505 for an id in use.';
 
 CREATE FUNCTION authx.user_get(user_id uuid)
 RETURNS TABLE (id uuid, email text, display_name text, status text, email_verified boolean,

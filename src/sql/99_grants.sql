@@ -66,7 +66,14 @@ GRANT EXECUTE ON FUNCTION
     authx.password_reset_issue(text, inet),
     authx.password_reset_confirm(text, text),
     authx.usage_record(text, integer, real, uuid, uuid, inet),
-    authx.setting_get(text)
+    authx.setting_get(text),
+    authx.shard_of(uuid, integer),
+    authx.shard_of_email(text, integer),
+    -- What a scale-out coordinator calls on data nodes (its role is an app).
+    authx._user_create_id(uuid, text, text, text),
+    authx._directory_claim(text, uuid),
+    authx._directory_release(text, uuid),
+    authx._directory_lookup(text)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,

@@ -213,6 +213,11 @@
 --     _settings_changed, _setting_num, _alert_window, _alerts_check granted
 --     to nobody; SELECT on the new tables and alerts for authx_admin, none
 --     on alert_state;
+--   * scale-out: shard_of, shard_of_email (for authx_app), the email
+--     directory and its internals _directory_claim/_release/_lookup and
+--     _user_create_id (definers, for authx_app: a coordinator calls them),
+--     shard_nodes and shard_map (dumped), cluster_setup and
+--     _cluster_user_functions granted to nobody (superuser only);
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
 SELECT plan(130);
@@ -320,6 +325,14 @@ SELECT set_eq(
         'function authx._user_token_take(text,text,text)',
         'function authx._user_tokens_purge(timestamp with time zone)',
         'function authx._alert_window(jsonb,timestamp with time zone,double precision,bigint[])',
+        'function authx._cluster_user_functions()',
+        'function authx._directory_claim(text,uuid)',
+        'function authx._directory_lookup(text)',
+        'function authx._directory_release(text,uuid)',
+        'function authx._user_create_id(uuid,text,text,text)',
+        'function authx.cluster_setup(text[])',
+        'function authx.shard_of(uuid,integer)',
+        'function authx.shard_of_email(text,integer)',
         'function authx._alerts_check(timestamp with time zone)',
         'function authx._setting_num(text)',
         'function authx._settings_changed()',
@@ -433,6 +446,9 @@ SELECT set_eq(
         'table authx.settings',
         'table authx.setting_defs',
         'table authx.alert_state',
+        'table authx.email_directory',
+        'table authx.shard_nodes',
+        'table authx.shard_map',
         'table authx.usage_log',
         'table authx.usage_log_default',
         'table authx.user_roles',
@@ -463,7 +479,8 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_b64url', '_device_check', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
+    '_audit_tx', '_b64url', '_cluster_user_functions', '_device_check', '_directory_claim', '_directory_lookup',
+    '_directory_release', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
     '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
     '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
     '_ipblock_purge', '_jwt_sign', '_latency_hist', '_lockout_clear', '_lockout_fail', '_lockout_state',
@@ -480,10 +497,10 @@ SELECT functions_are('authx', ARRAY[
     '_threat_block', '_threat_rule_merge_seed', '_token_hash', '_token_new', '_token_refresh', '_tokens_purge',
     '_totp_check', '_totp_code', '_totp_match', '_totp_seed_new', '_unseed', '_uri_encode', '_usage_purge',
     '_user_inactive_mfa', '_user_deleted_roles', '_user_lock', '_user_set_status', '_user_status_apikeys',
-    '_user_status_revoke', '_user_token_new', '_user_token_take', '_user_tokens_purge',
+    '_user_status_revoke', '_user_create_id', '_user_token_new', '_user_token_take', '_user_tokens_purge',
     'apikey_create', 'apikey_list', 'apikey_revoke', 'apikey_rotate', 'apikey_update', 'apikey_usage',
     'apikey_verify', 'alerts_check',
-    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'device_revoke', 'device_trust', 'devices',
+    'audit', 'audit_flush', 'cache_status', 'cache_sync', 'cluster_setup', 'device_revoke', 'device_trust', 'devices',
     'email_verification_confirm', 'email_verification_issue', 'has_permission', 'health',
     'ip_allow', 'ip_block', 'ip_blocked', 'ip_blocks', 'ip_disallow', 'ip_unblock', 'jwks', 'login', 'login_mfa',
     'maintenance_run', 'metrics', 'password_reset_confirm', 'password_reset_issue', 'password_set', 'password_verify',
@@ -491,7 +508,8 @@ SELECT functions_are('authx', ARRAY[
     'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
-    'session_validate', 'sessions', 'setting_get', 'setting_list', 'setting_set', 'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
+    'session_validate', 'sessions', 'setting_get', 'setting_list', 'setting_set', 'shard_of', 'shard_of_email',
+    'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
     'token_issue', 'token_refresh', 'token_verify',
     'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify', 'usage_record', 'usage_summary',
     'user_create', 'user_delete', 'user_disable', 'user_enable', 'user_find', 'user_get', 'user_grant',
@@ -501,8 +519,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 179,
-          'schema authx has exactly 179 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 187,
+          'schema authx has exactly 187 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -535,13 +553,14 @@ SELECT is_empty(
                                'refresh_families', 'trusted_devices', 'user_tokens',
                                'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip',
                                'usage_hourly_total', 'usage_daily', 'usage_daily_ip', 'settings', 'setting_defs',
-                               'alert_state')
+                               'alert_state', 'email_directory', 'shard_nodes', 'shard_map')
          AND c.relname !~ '^(audit|usage)_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
     'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, '
     'trusted_devices, user_tokens, usage_log, usage_log_default, usage_hourly, usage_hourly_ip, '
-    'usage_hourly_total, usage_daily, usage_daily_ip, settings, setting_defs, alert_state and the daily '
+    'usage_hourly_total, usage_daily, usage_daily_ip, settings, setting_defs, alert_state, email_directory, '
+    'shard_nodes, shard_map and the daily '
     'partitions of audit_log and usage_log'
 );
 
@@ -803,11 +822,12 @@ SELECT set_eq(
              ('authx.refresh_families', ''), ('authx.trusted_devices', ''), ('authx.user_tokens', ''),
              ('authx.usage_log_default', ''), ('authx.usage_hourly', ''), ('authx.usage_hourly_ip', ''),
              ('authx.usage_hourly_total', ''), ('authx.usage_daily', ''), ('authx.usage_daily_ip', ''),
-             ('authx.settings', '')$$,
+             ('authx.settings', ''), ('authx.email_directory', ''), ('authx.shard_nodes', ''),
+             ('authx.shard_map', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
     'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, signing_keys, refresh_families, '
     'trusted_devices, user_tokens, usage_log_default, usage_hourly, usage_hourly_ip, usage_hourly_total, '
-    'usage_daily, usage_daily_ip, settings, and roles, role_permissions, rate_limit_policies and threat_rules but '
+    'usage_daily, usage_daily_ip, settings, email_directory, shard_nodes, shard_map, and roles, role_permissions, rate_limit_policies and threat_rules but '
     'the seeded rows (pg_extension_config_dump); not mfa_challenges, setting_defs (shipped) or alert_state (runtime)'
 );
 
@@ -1987,6 +2007,10 @@ SELECT set_eq(
     ARRAY[
         'authx._alerts_check(timestamp with time zone)',
         'authx._audit_tx(text,authx.severity,uuid,jsonb)',
+        'authx._directory_claim(text,uuid)',
+        'authx._directory_lookup(text)',
+        'authx._directory_release(text,uuid)',
+        'authx._user_create_id(uuid,text,text,text)',
         'authx._ip_blocked_sql(inet,timestamp with time zone)',
         'authx._ip_blocks_live(timestamp with time zone)',
         'authx._maintenance_run_at(timestamp with time zone)',
@@ -2182,6 +2206,12 @@ SELECT set_eq(
              ('authx.password_reset_confirm(text,text)', 'authx_app'),
              ('authx.usage_record(text,integer,real,uuid,uuid,inet)', 'authx_app'),
              ('authx.setting_get(text)', 'authx_app'),
+             ('authx.shard_of(uuid,integer)', 'authx_app'),
+             ('authx.shard_of_email(text,integer)', 'authx_app'),
+             ('authx._user_create_id(uuid,text,text,text)', 'authx_app'),
+             ('authx._directory_claim(text,uuid)', 'authx_app'),
+             ('authx._directory_release(text,uuid)', 'authx_app'),
+             ('authx._directory_lookup(text)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
@@ -2223,8 +2253,9 @@ SELECT set_eq(
     'verification internals _signing_key*, _jwt_sign, _ed25519, _b64url, _refresh_token_*, _reserved_claims, '
     '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*, nor on the usage '
     'internals _latency_hist, _hist_add, _hist_accum, _hist_final, _hist_sum, _hist_quantile, _usage_purge, '
-    '_partitions_ahead, nor on _alerts_check, _alert_window, _setting_num, _settings_changed; usage_record and '
-    'setting_get for authx_app, usage_summary, metrics, health, setting_set, setting_list and alerts_check for '
+    '_partitions_ahead, nor on _alerts_check, _alert_window, _setting_num, _settings_changed, nor on '
+    '_cluster_user_functions and cluster_setup (superuser only); usage_record, setting_get, shard_of, '
+    'shard_of_email and the directory calls of a coordinator (_user_create_id, _directory_*) for authx_app, usage_summary, metrics, health, setting_set, setting_list and alerts_check for '
     'authx_admin)'
 );
 

@@ -1,0 +1,1 @@
+SELECT authx_cluster.has_permission(:uid, :perm);
