@@ -228,7 +228,8 @@ BEGIN
             coalesce(nullif(current_setting('authx.audit_premake', true), ''), '3')::integer,
             coalesce(nullif(current_setting('authx.usage_retention', true), ''), '30')::integer,
             p_now),
-        'usage', authx._usage_purge(p_now));
+        'usage', authx._usage_purge(p_now),
+        'cluster', authx._cluster_repair());
 END
 $$;
 COMMENT ON FUNCTION authx._maintenance_run_at(timestamptz) IS
@@ -240,7 +241,7 @@ LANGUAGE sql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT authx._maintenance_run_at(now()) $$;
 COMMENT ON FUNCTION authx.maintenance_run() IS
-'Runs one maintenance pass now, as the worker does every authx.maintenance_naptime: audit partitions made ahead and retired; expired sessions, idle lockout rows, expired role grants, rate-limit overrides and IP blocks, long-dead API keys, old key usage, ended MFA challenges, revoked refresh families, signing keys no token needs, ended trusted devices and verification/reset tokens deleted; usage_log partitions made ahead and retired (authx.usage_retention), usage rollups older than 400 days deleted, each finished hour of the last week cut to its 100 busiest addresses. Returns what each part did.';
+'Runs one maintenance pass now, as the worker does every authx.maintenance_naptime: audit partitions made ahead and retired; expired sessions, idle lockout rows, expired role grants, rate-limit overrides and IP blocks, long-dead API keys, old key usage, ended MFA challenges, revoked refresh families, signing keys no token needs, ended trusted devices and verification/reset tokens deleted; usage_log partitions made ahead and retired (authx.usage_retention), usage rollups older than 400 days deleted, each finished hour of the last week cut to its 100 busiest addresses, daily address rollups kept; on a scale-out coordinator the email directory repair pass (cluster; null elsewhere). Returns what each part did.';
 
 -- Partitions of the audit log as the worker sees them.
 CREATE VIEW authx.audit_partitions AS

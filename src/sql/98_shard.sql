@@ -22,8 +22,11 @@ COMMENT ON FUNCTION authx.shard_of_email(text, integer) IS
 CREATE TABLE authx.email_directory (
     email      text PRIMARY KEY,
     user_id    uuid NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    confirmed  boolean NOT NULL DEFAULT false
 );
+-- The entries no repair pass has seen the user of yet.
+CREATE INDEX email_directory_unconfirmed_idx ON authx.email_directory (created_at) WHERE NOT confirmed;
 COMMENT ON TABLE authx.email_directory IS
 'Scale-out: which user holds an email (lower-cased, normalized), kept on the node of shard_of_email so that emails stay unique across nodes.';
 SELECT pg_catalog.pg_extension_config_dump('authx.email_directory', '');
@@ -64,6 +67,65 @@ $$;
 COMMENT ON FUNCTION authx._directory_release(text, uuid) IS
 'Internal (scale-out). Gives an email back (only if that user holds it); true if an entry went.';
 
+-- For the coordinator's repair pass: entries whose user was never seen to
+-- exist, older than a minute (a sign-up in flight is not an orphan).
+CREATE FUNCTION authx._directory_unconfirmed(max_rows integer DEFAULT 1000)
+RETURNS TABLE (email text, user_id uuid)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.email, d.user_id FROM authx.email_directory d
+     WHERE NOT d.confirmed AND d.created_at < now() - interval '1 minute'
+     ORDER BY d.created_at LIMIT _directory_unconfirmed.max_rows
+$$;
+COMMENT ON FUNCTION authx._directory_unconfirmed(integer) IS
+'Internal (scale-out). Directory entries not yet confirmed and older than a minute, oldest first.';
+
+CREATE FUNCTION authx._directory_confirm(email text, user_id uuid)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (
+        UPDATE authx.email_directory d SET confirmed = true
+         WHERE d.email = _directory_confirm.email AND d.user_id = _directory_confirm.user_id
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM d)
+$$;
+COMMENT ON FUNCTION authx._directory_confirm(text, uuid) IS
+'Internal (scale-out). Marks an entry whose user exists, so repair passes skip it.';
+
+CREATE FUNCTION authx._user_live(id uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT EXISTS (SELECT 1 FROM authx.users u WHERE u.id = _user_live.id AND u.deleted_at IS NULL) $$;
+COMMENT ON FUNCTION authx._user_live(uuid) IS
+'Internal (scale-out). Whether the account exists here and is not deleted.';
+
+-- Maintenance on a coordinator: the directory repair pass (nothing
+-- elsewhere).  A node that cannot be reached is reported, not raised: the
+-- rest of the maintenance pass goes on.
+CREATE FUNCTION authx._cluster_repair()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    IF to_regprocedure('authx_cluster.directory_repair()') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT authx_cluster.directory_repair()' INTO v;
+    RETURN v;
+EXCEPTION WHEN OTHERS THEN
+    RETURN jsonb_build_object('error', SQLERRM);
+END
+$$;
+COMMENT ON FUNCTION authx._cluster_repair() IS
+'Internal (scale-out). On a coordinator, one directory repair pass (authx_cluster.directory_repair); NULL elsewhere; a failure is returned as {"error": ...}.';
+
 CREATE FUNCTION authx._directory_lookup(email text)
 RETURNS uuid
 LANGUAGE sql STABLE
@@ -102,7 +164,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT f::regprocedure FROM unnest(ARRAY[
-        'authx.user_get(uuid)', 'authx.user_disable(uuid)', 'authx.user_enable(uuid)', 'authx.user_delete(uuid)',
+        'authx.user_get(uuid)', 'authx.user_disable(uuid)', 'authx.user_enable(uuid)',
         'authx.user_unlock(uuid)', 'authx.password_verify(uuid,text)', 'authx.password_set(uuid,text)',
         'authx.session_create(uuid,inet,text,interval)', 'authx.sessions(uuid)',
         'authx.session_revoke_all(uuid,text)', 'authx.has_permission(uuid,text)', 'authx.user_permissions(uuid)',
@@ -195,6 +257,57 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
     CREATE FUNCTION authx_cluster._directory_lookup(email text) RETURNS uuid LANGUAGE plproxy AS $p$
         CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
         SELECT authx._directory_lookup(email);
+    $p$;
+    CREATE FUNCTION authx_cluster._directory_unconfirmed() RETURNS TABLE (email text, user_id uuid)
+    LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON ALL;
+        SELECT * FROM authx._directory_unconfirmed(1000);
+    $p$;
+    CREATE FUNCTION authx_cluster._directory_confirm(email text, user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
+        SELECT authx._directory_confirm(email, user_id);
+    $p$;
+    CREATE FUNCTION authx_cluster._user_live(id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON authx.shard_of(id);
+        SELECT authx._user_live(id);
+    $p$;
+    CREATE FUNCTION authx_cluster._user_delete_on(user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON authx.shard_of(user_id);
+        SELECT authx.user_delete(user_id);
+    $p$;
+    -- Deleting an account frees its email, as on a single node.
+    CREATE FUNCTION authx_cluster.user_delete(user_id uuid) RETURNS boolean LANGUAGE plpgsql AS $p$
+    DECLARE
+        v_email text := (SELECT g.email FROM authx_cluster.user_get(user_delete.user_id) g);
+        v_done  boolean;
+    BEGIN
+        v_done := authx_cluster._user_delete_on(user_delete.user_id);
+        IF v_done AND v_email IS NOT NULL THEN
+            PERFORM authx_cluster._directory_release(v_email, user_delete.user_id);
+        END IF;
+        RETURN v_done;
+    END
+    $p$;
+    -- Entries left by a sign-up cut short (the coordinator stopped between
+    -- the claim and the account): released once a minute old, if their
+    -- user does not exist; the others confirmed, and not looked at again.
+    CREATE FUNCTION authx_cluster.directory_repair() RETURNS jsonb LANGUAGE plpgsql AS $p$
+    DECLARE
+        r record;
+        v_released integer := 0;
+        v_confirmed integer := 0;
+    BEGIN
+        FOR r IN SELECT * FROM authx_cluster._directory_unconfirmed() LOOP
+            IF authx_cluster._user_live(r.user_id) THEN
+                PERFORM authx_cluster._directory_confirm(r.email, r.user_id);
+                v_confirmed := v_confirmed + 1;
+            ELSE
+                PERFORM authx_cluster._directory_release(r.email, r.user_id);
+                v_released := v_released + 1;
+            END IF;
+        END LOOP;
+        RETURN jsonb_build_object('confirmed', v_confirmed, 'released', v_released);
+    END
     $p$;
     CREATE FUNCTION authx_cluster._user_create_on(bucket integer, id uuid, email text, password text,
                                                   display_name text) RETURNS uuid LANGUAGE plproxy AS $p$

@@ -73,7 +73,10 @@ GRANT EXECUTE ON FUNCTION
     authx._user_create_id(uuid, text, text, text),
     authx._directory_claim(text, uuid),
     authx._directory_release(text, uuid),
-    authx._directory_lookup(text)
+    authx._directory_lookup(text),
+    authx._directory_unconfirmed(integer),
+    authx._directory_confirm(text, uuid),
+    authx._user_live(uuid)
 TO authx_app;
 
 -- Administrators: everything applications may do, plus management,

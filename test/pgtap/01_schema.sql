@@ -214,8 +214,9 @@
 --     to nobody; SELECT on the new tables and alerts for authx_admin, none
 --     on alert_state;
 --   * scale-out: shard_of, shard_of_email (for authx_app), the email
---     directory and its internals _directory_claim/_release/_lookup and
---     _user_create_id (definers, for authx_app: a coordinator calls them),
+--     directory and its internals _directory_claim/_release/_lookup/
+--     _unconfirmed/_confirm, _user_live and _user_create_id (definers, for
+--     authx_app: a coordinator calls them), _cluster_repair (internal),
 --     shard_nodes and shard_map (dumped), cluster_setup and
 --     _cluster_user_functions granted to nobody (superuser only);
 --   * roles authx_app and authx_admin exist, admin is a member of app.
@@ -329,6 +330,10 @@ SELECT set_eq(
         'function authx._directory_claim(text,uuid)',
         'function authx._directory_lookup(text)',
         'function authx._directory_release(text,uuid)',
+        'function authx._directory_unconfirmed(integer)',
+        'function authx._directory_confirm(text,uuid)',
+        'function authx._user_live(uuid)',
+        'function authx._cluster_repair()',
         'function authx._user_create_id(uuid,text,text,text)',
         'function authx.cluster_setup(text[])',
         'function authx.shard_of(uuid,integer)',
@@ -480,7 +485,7 @@ SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
     '_audit_tx', '_b64url', '_cluster_user_functions', '_device_check', '_directory_claim', '_directory_lookup',
-    '_directory_release', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
+    '_directory_release', '_directory_unconfirmed', '_directory_confirm', '_user_live', '_cluster_repair', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
     '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
     '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
     '_ipblock_purge', '_jwt_sign', '_latency_hist', '_lockout_clear', '_lockout_fail', '_lockout_state',
@@ -519,8 +524,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 187,
-          'schema authx has exactly 187 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 191,
+          'schema authx has exactly 191 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -2010,6 +2015,9 @@ SELECT set_eq(
         'authx._directory_claim(text,uuid)',
         'authx._directory_lookup(text)',
         'authx._directory_release(text,uuid)',
+        'authx._directory_unconfirmed(integer)',
+        'authx._directory_confirm(text,uuid)',
+        'authx._user_live(uuid)',
         'authx._user_create_id(uuid,text,text,text)',
         'authx._ip_blocked_sql(inet,timestamp with time zone)',
         'authx._ip_blocks_live(timestamp with time zone)',
@@ -2212,6 +2220,9 @@ SELECT set_eq(
              ('authx._directory_claim(text,uuid)', 'authx_app'),
              ('authx._directory_release(text,uuid)', 'authx_app'),
              ('authx._directory_lookup(text)', 'authx_app'),
+             ('authx._directory_unconfirmed(integer)', 'authx_app'),
+             ('authx._directory_confirm(text,uuid)', 'authx_app'),
+             ('authx._user_live(uuid)', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),

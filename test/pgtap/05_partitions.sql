@@ -61,7 +61,7 @@
 -- pass fails on its lock_timeout while this transaction runs and cannot
 -- interfere.
 BEGIN;
-SELECT plan(77);
+SELECT plan(78);
 
 -- Partition days are UTC days whatever the session time zone.
 SET TIME ZONE 'Pacific/Kiritimati';
@@ -90,10 +90,11 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today,
 -- ================================================================ premake
 SELECT authx.maintenance_run() AS r0 \gset
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb) k),
-          ARRAY['api_keys', 'audit_log', 'devices', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions', 'tokens',
-                'usage', 'usage_log', 'user_tokens'],
+          ARRAY['api_keys', 'audit_log', 'cluster', 'devices', 'ip_blocks', 'mfa', 'rate_limits', 'roles', 'sessions',
+                'tokens', 'usage', 'usage_log', 'user_tokens'],
           'maintenance_run reports the audit_log, sessions, api_keys, roles, rate_limits, ip_blocks, mfa, tokens, '
-          'devices, user_tokens, usage_log and usage passes');
+          'devices, user_tokens, usage_log, usage and cluster passes');
+SELECT is(:'r0'::jsonb -> 'cluster', 'null'::jsonb, 'cluster: null on a server that is not a coordinator');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'audit_log') k),
           ARRAY['created', 'dropped', 'moved', 'purged'], 'audit_log reports created, dropped, moved, purged');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(:'r0'::jsonb->'sessions') k),

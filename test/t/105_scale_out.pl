@@ -18,7 +18,12 @@
 #    the right password signs in (the session is on the user's node), a
 #    wrong one and an unknown email answer "invalid_credentials";
 #  - functions taking a user id are routed to its node: user_grant then
-#    has_permission, user_roles, sessions, session_create, user_get.
+#    has_permission, user_roles, sessions, session_create, user_get;
+#  - user_delete through the coordinator frees the email; an orphaned
+#    directory claim blocks its email until the coordinator's maintenance
+#    pass, which leaves entries under a minute old alone, then releases the
+#    orphan and confirms every other entry once (a second pass looks at
+#    none); a data node reports no repair pass (null).
 use strict;
 use warnings;
 use IPC::Run ();
@@ -182,5 +187,27 @@ my $s = q1($coord, "SELECT session_token FROM authx_cluster.session_create('$uid
 like($s, qr/^axs_/, 'session_create through the coordinator');
 is(q1($coord, "SELECT count(*) FROM authx_cluster.sessions('$uid{5}')"), '1', 'sessions() sees it');
 is(q1($coord, "SELECT email FROM authx_cluster.user_get('$uid{5}')"), 'user5@example.com', 'user_get');
+
+# ------------------------------------------------------------------ user_delete and the repair pass
+is(q1($coord, "SELECT authx_cluster.user_delete('$uid{11}')"), 't', 'user_delete through the coordinator');
+like(q1($coord, "SELECT authx_cluster.user_create('user11\@example.com', '$pw')"), qr/^[0-9a-f-]{36}$/,
+	'its email can be registered again (the directory entry went with the account)');
+# An orphan: a claim whose account was never made (a coordinator cut short).
+q1($coord, q{SELECT authx_cluster._directory_claim('orphan@example.com', gen_random_uuid())});
+like(fails($coord, "SELECT authx_cluster.user_create('orphan\@example.com', '$pw')"), qr/already registered/,
+	'an orphaned claim blocks its email');
+is(q1($coord, q{SELECT authx.maintenance_run()->'cluster'}), '{"released": 0, "confirmed": 0}',
+	'the repair pass leaves entries younger than a minute alone');
+$_->safe_psql('postgres', q{UPDATE authx.email_directory SET created_at = created_at - interval '2 minutes'}) for @data;
+my $entries = 0;
+$entries += q1($_, 'SELECT count(*) FROM authx.email_directory') for @data;
+is(q1($coord, q{SELECT authx.maintenance_run()->'cluster'}),
+	'{"released": 1, "confirmed": ' . ($entries - 1) . '}',
+	'maintenance on the coordinator releases the orphan and confirms the other entries');
+is(q1($coord, q{SELECT authx.maintenance_run()->'cluster'}), '{"released": 0, "confirmed": 0}',
+	'and does not look at confirmed entries again');
+like(q1($coord, "SELECT authx_cluster.user_create('orphan\@example.com', '$pw')"), qr/^[0-9a-f-]{36}$/,
+	'the released email can sign up');
+is(q1($data[0], q{SELECT authx.maintenance_run()->'cluster'}), 'null', 'a data node has no repair pass (null)');
 
 done_testing();
