@@ -595,8 +595,14 @@ bench_scaleout() {
     cpsql_() { as_user psql -X -q -h 127.0.0.1 -p "$cport" -U postgres -d authx_coord -v ON_ERROR_STOP=1 "$@"; }
     cpsql_ -c "CREATE EXTENSION authx" >/dev/null
     cpsql_ -tAc "SELECT authx.cluster_setup(ARRAY['host=127.0.0.1 port=$PORT dbname=authx_bench user=postgres'])" >/dev/null
-    local suid
+    # Session tokens that name their bucket, for the coordinator to route.
+    psql_ -c "ALTER SYSTEM SET authx.shard_tokens = on" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+    local suid stok
     suid=$(cpsql_ -tAc "SELECT authx_cluster.user_create('scale@example.com', '$PW')")
+    stok=$(cpsql_ -tAc "SELECT session_token FROM authx_cluster.session_create('$suid')")
+    [ "$(cpsql_ -tAc "SELECT authx_cluster.session_validate('$stok')")" = "$suid" ] \
+        || die "scaleout bench: session_validate through the coordinator failed"
     cpsql_ -tAc "SELECT authx_cluster.user_grant('$suid', 'admin')" >/dev/null
     [ "$(cpsql_ -tAc "SELECT authx_cluster.has_permission('$suid', 'docs:read')")" = t ] \
         || die "scaleout bench: no permission through the coordinator"
@@ -604,14 +610,17 @@ bench_scaleout() {
         as_user pgbench -n -M prepared -c 2 -j 2 -T "$SECS" -h 127.0.0.1 -p "$cport" -U postgres "${@:2}" \
             -f "$AUTHX_ROOT/bench/$1" authx_coord 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
     }
-    local s1=() hd=() hc=()
+    local s1=() hd=() hc=() vd=() vc=()
     for _ in $(seq "$ROUNDS"); do
         s1+=("$(tps 2 select1.sql)")
         hd+=("$(tps 2 has_permission_param.sql -D uid="$suid" -D perm=docs:read)")
         hc+=("$(ctps has_permission_cluster_param.sql -D uid="$suid" -D perm=docs:read)")
+        vd+=("$(tps 2 session_validate_param.sql -D tok="$stok")")
+        vc+=("$(ctps session_validate_cluster_param.sql -D tok="$stok")")
     done
-    local S1 HD HC
-    S1=$(best "${s1[@]}") HD=$(best "${hd[@]}") HC=$(best "${hc[@]}")
+    psql_ -c "ALTER SYSTEM RESET authx.shard_tokens" -c "SELECT pg_reload_conf()" >/dev/null
+    local S1 HD HC VD VC
+    S1=$(best "${s1[@]}") HD=$(best "${hd[@]}") HC=$(best "${hc[@]}") VD=$(best "${vd[@]}") VC=$(best "${vc[@]}")
     echo
     echo "## Scale-out ($(nproc) cores, coordinator and data node on the same machine, 2 clients, prepared, $ROUNDS rounds of ${SECS}s)"
     echo
@@ -620,6 +629,8 @@ bench_scaleout() {
     row "SELECT 1 on the data node" "$S1" "1.000" ""
     row "authx.has_permission(\$1, \$2) on the data node" "$HD" "$(median_ratio "${hd[*]}" "${s1[*]}")" "1.000"
     row "authx_cluster.has_permission(\$1, \$2) through the coordinator" "$HC" "$(median_ratio "${hc[*]}" "${s1[*]}")" "$(median_ratio "${hc[*]}" "${hd[*]}")"
+    row "authx.session_validate(\$1) on the data node" "$VD" "$(median_ratio "${vd[*]}" "${s1[*]}")" "1.000"
+    row "authx_cluster.session_validate(\$1) through the coordinator" "$VC" "$(median_ratio "${vc[*]}" "${s1[*]}")" "$(median_ratio "${vc[*]}" "${vd[*]}")"
 }
 
 for section in $SECTIONS; do

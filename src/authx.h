@@ -44,6 +44,7 @@ extern int	authx_session_ttl;
 extern int	authx_touch_interval;
 extern int	authx_cache_queue_size;
 extern int	authx_shard_buckets;
+extern bool authx_shard_tokens;
 extern int32 authx_jump_hash(uint64 key, int32 buckets);
 extern int	authx_cache_ttl;
 extern char *authx_redis_prefix;
@@ -293,6 +294,8 @@ extern void authx_crypto_init(void);
 #define AUTHX_TOKEN_PREFIX_LEN	4
 #define AUTHX_TOKEN_BODY_LEN	43
 #define AUTHX_TOKEN_LEN			(AUTHX_TOKEN_PREFIX_LEN + AUTHX_TOKEN_BODY_LEN)
+/* Scale-out tokens end in ".hhhh", their bucket (authx.shard_tokens). */
+#define AUTHX_TOKEN_BUCKET_LEN	5
 #define AUTHX_HASH_LEN			32
 #define AUTHX_SESSION_PREFIX	"axs_"
 

@@ -65,6 +65,7 @@ int			authx_device_ttl = 30 * 86400;
 int			authx_usage_queue_size = 16384;
 int			authx_usage_retention = 30;
 int			authx_shard_buckets = 256;
+bool		authx_shard_tokens = false;
 
 static const struct config_enum_entry token_alg_options[] = {
 	{"EdDSA", AUTHX_ALG_EDDSA, false},
@@ -281,6 +282,15 @@ authx_guc_init(bool preloading)
 							PGC_SIGHUP,
 							0,
 							check_shard_buckets, NULL, NULL);
+
+	DefineCustomBoolVariable("authx.shard_tokens",
+							 gettext_noop("Session tokens end in their user's bucket (\".hhhh\"), for a scale-out coordinator."),
+							 gettext_noop("Turn it on, on every data node, before the cluster holds sessions."),
+							 &authx_shard_tokens,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	if (preloading)
 		DefineCustomIntVariable("authx.usage_queue_size",

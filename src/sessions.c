@@ -402,13 +402,14 @@ static bool
 token_digest(const char *prefix, Datum tokd, uint8 *hash)
 {
 	text	   *tok;
+	Size		size = toast_raw_datum_size(tokd);
 
-	if (toast_raw_datum_size(tokd) != VARHDRSZ + AUTHX_TOKEN_LEN)
+	if (size != VARHDRSZ + AUTHX_TOKEN_LEN && size != VARHDRSZ + AUTHX_TOKEN_LEN + AUTHX_TOKEN_BUCKET_LEN)
 		return false;
 	tok = DatumGetTextPP(tokd);
 	if (!authx_token_wellformed(prefix, VARDATA_ANY(tok), VARSIZE_ANY_EXHDR(tok)))
 		return false;
-	authx_sha256(VARDATA_ANY(tok), AUTHX_TOKEN_LEN, hash);
+	authx_sha256(VARDATA_ANY(tok), VARSIZE_ANY_EXHDR(tok), hash);
 	return true;
 }
 

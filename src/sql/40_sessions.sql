@@ -154,10 +154,15 @@ BEGIN
     END IF;
 
     t := authx._token_new('axs_');
+    session_token := t.token;
+    -- Scale-out: the token names its bucket, so a coordinator routes it.
+    IF current_setting('authx.shard_tokens', true) = 'on' THEN
+        session_token := session_token || '.' || lpad(to_hex(authx.shard_of(p_user_id)), 4, '0');
+    END IF;
     expires_at := clock_timestamp() + v_ttl;
     INSERT INTO authx.sessions (token_hash, user_id, expires_at, idle_timeout, ip, user_agent)
-    VALUES (t.token_hash, p_user_id, expires_at, v_idle, p_ip, left(p_user_agent, 512));
-    session_token := t.token;
+    VALUES (CASE WHEN session_token = t.token THEN t.token_hash ELSE authx._session_token_hash(session_token) END,
+            p_user_id, expires_at, v_idle, p_ip, left(p_user_agent, 512));
 
     IF v_max > 0 THEN
         UPDATE authx.sessions s SET revoked_at = now(), revoke_reason = 'session_limit'

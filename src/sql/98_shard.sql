@@ -17,6 +17,15 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION authx.shard_of_email(text, integer) IS
 'The bucket of an email''s directory entry: jump consistent hash of the first 8 bytes (big-endian) of SHA-256 of lower(btrim(email)) in UTF-8. NULL for NULL.';
 
+-- The bucket a scale-out session token names (".hhhh" at its end), or NULL.
+CREATE FUNCTION authx.token_bucket(token text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN token ~ '\.[0-9a-f]{4}$' THEN ('x' || right(token, 4))::bit(16)::integer END $$;
+COMMENT ON FUNCTION authx.token_bucket(text) IS
+'The bucket a session token made with authx.shard_tokens on ends in, or NULL.';
+
 -- Email -> user, for the addresses whose shard_of_email this node holds
 -- (empty on a single node, which needs no directory).
 CREATE TABLE authx.email_directory (
@@ -257,6 +266,18 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
     CREATE FUNCTION authx_cluster._directory_lookup(email text) RETURNS uuid LANGUAGE plproxy AS $p$
         CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
         SELECT authx._directory_lookup(email);
+    $p$;
+    -- Session tokens name their bucket (authx.shard_tokens on the data
+    -- nodes); one without goes to bucket 0's node, which answers as for any
+    -- unknown token.
+    CREATE FUNCTION authx_cluster.session_validate(token text, ip inet DEFAULT NULL) RETURNS uuid
+    LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON coalesce(authx.token_bucket(token), 0);
+        SELECT authx.session_validate(token, ip);
+    $p$;
+    CREATE FUNCTION authx_cluster.session_revoke(token text) RETURNS boolean LANGUAGE plproxy AS $p$
+        CLUSTER 'authx_cluster'; RUN ON coalesce(authx.token_bucket(token), 0);
+        SELECT authx.session_revoke(token);
     $p$;
     CREATE FUNCTION authx_cluster._directory_unconfirmed() RETURNS TABLE (email text, user_id uuid)
     LANGUAGE plproxy AS $p$

@@ -69,6 +69,7 @@ GRANT EXECUTE ON FUNCTION
     authx.setting_get(text),
     authx.shard_of(uuid, integer),
     authx.shard_of_email(text, integer),
+    authx.token_bucket(text),
     -- What a scale-out coordinator calls on data nodes (its role is an app).
     authx._user_create_id(uuid, text, text, text),
     authx._directory_claim(text, uuid),

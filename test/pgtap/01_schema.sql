@@ -338,6 +338,7 @@ SELECT set_eq(
         'function authx.cluster_setup(text[])',
         'function authx.shard_of(uuid,integer)',
         'function authx.shard_of_email(text,integer)',
+        'function authx.token_bucket(text)',
         'function authx._alerts_check(timestamp with time zone)',
         'function authx._setting_num(text)',
         'function authx._settings_changed()',
@@ -513,7 +514,7 @@ SELECT functions_are('authx', ARRAY[
     'recovery_code_use', 'recovery_codes_generate',
     'role_create', 'role_drop', 'role_grant', 'role_list', 'role_revoke', 'role_set_parent', 'security_summary',
     'session_create', 'session_info', 'session_revoke', 'session_revoke_all', 'session_revoke_id',
-    'session_validate', 'sessions', 'setting_get', 'setting_list', 'setting_set', 'shard_of', 'shard_of_email',
+    'session_validate', 'sessions', 'setting_get', 'setting_list', 'setting_set', 'shard_of', 'shard_of_email', 'token_bucket',
     'signing_key_rotate', 'signing_key_secret', 'threat_rule_drop', 'threat_rule_set',
     'token_issue', 'token_refresh', 'token_verify',
     'totp_confirm', 'totp_disable', 'totp_enroll', 'totp_verify', 'usage_record', 'usage_summary',
@@ -524,8 +525,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 191,
-          'schema authx has exactly 191 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 192,
+          'schema authx has exactly 192 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -2216,6 +2217,7 @@ SELECT set_eq(
              ('authx.setting_get(text)', 'authx_app'),
              ('authx.shard_of(uuid,integer)', 'authx_app'),
              ('authx.shard_of_email(text,integer)', 'authx_app'),
+             ('authx.token_bucket(text)', 'authx_app'),
              ('authx._user_create_id(uuid,text,text,text)', 'authx_app'),
              ('authx._directory_claim(text,uuid)', 'authx_app'),
              ('authx._directory_release(text,uuid)', 'authx_app'),

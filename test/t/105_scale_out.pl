@@ -14,6 +14,9 @@
 #    the email's bucket; an email taken (in any case) is refused with 23505
 #    wherever the new id would land; a sign-up that fails on the user's
 #    node (weak password) gives the email back;
+#  - with authx.shard_tokens on, session tokens end in their bucket
+#    (".hhhh", token_bucket reads it): session_validate and session_revoke
+#    through the coordinator route by it; a token without one is NULL;
 #  - login and user_find through the coordinator route by the directory:
 #    the right password signs in (the session is on the user's node), a
 #    wrong one and an unknown email answer "invalid_credentials";
@@ -38,7 +41,7 @@ plan skip_all => "PL/Proxy is not installed ($plproxy; Debian package postgresql
   unless -f $plproxy;
 
 my $conf = "authx.password_opslimit = 1\nauthx.password_memlimit = 8192\n";
-my @data = map { authx_node("data$_", conf => $conf) } 1 .. 3;
+my @data = map { authx_node("data$_", conf => $conf . "authx.shard_tokens = on\n") } 1 .. 3;
 my $coord = authx_node('coordinator', conf => $conf);
 
 sub q1 { my ($node, $sql) = @_; return scalar $node->safe_psql('postgres', $sql); }
@@ -169,6 +172,16 @@ my ($st, $luid, $tok) = split /\|/, q1($coord,
 is("$st|$luid", "ok|$uid{7}", 'login through the coordinator: ok, the right user');
 my $home = $data[ $node_of{ q1($coord, "SELECT authx.shard_of('$uid{7}')") } ];
 is(q1($home, "SELECT authx.session_validate('$tok')"), $uid{7}, 'the session is on the user\'s node');
+is(substr($tok, -5), sprintf('.%04x', q1($coord, "SELECT authx.shard_of('$uid{7}')")),
+	'the session token ends in the user\'s bucket (authx.shard_tokens on the data nodes)');
+is(q1($coord, "SELECT authx.token_bucket('$tok')"), q1($coord, "SELECT authx.shard_of('$uid{7}')"),
+	'token_bucket reads it');
+is(q1($coord, "SELECT authx_cluster.session_validate('$tok', '192.0.2.7')"), $uid{7},
+	'session_validate through the coordinator: routed by the token, no lookup');
+is(q1($coord, "SELECT authx_cluster.session_validate('axs_nothing') IS NULL"), 't',
+	'a token without a bucket: NULL (asked of bucket 0\'s node)');
+is(q1($coord, "SELECT authx_cluster.session_revoke('$tok')"), 't', 'session_revoke through the coordinator');
+is(q1($coord, "SELECT authx_cluster.session_validate('$tok') IS NULL"), 't', 'the revoked session no longer validates');
 is(q1($coord, "SELECT status FROM authx_cluster.login('user7\@example.com', 'wrong password', '192.0.2.7')"),
 	'invalid_credentials', 'a wrong password: invalid_credentials');
 is(q1($coord, "SELECT status FROM authx_cluster.login('nobody\@example.com', '$pw', '192.0.2.8')"),

@@ -1,0 +1,1 @@
+SELECT authx_cluster.session_validate(:tok);
