@@ -297,7 +297,8 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
         SELECT authx.user_delete(user_id);
     $p$;
     -- Deleting an account frees its email, as on a single node.
-    CREATE FUNCTION authx_cluster.user_delete(user_id uuid) RETURNS boolean LANGUAGE plpgsql AS $p$
+    CREATE FUNCTION authx_cluster.user_delete(user_id uuid) RETURNS boolean LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $p$
     DECLARE
         v_email text := (SELECT g.email FROM authx_cluster.user_get(user_delete.user_id) g);
         v_done  boolean;
@@ -312,7 +313,8 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
     -- Entries left by a sign-up cut short (the coordinator stopped between
     -- the claim and the account): released once a minute old, if their
     -- user does not exist; the others confirmed, and not looked at again.
-    CREATE FUNCTION authx_cluster.directory_repair() RETURNS jsonb LANGUAGE plpgsql AS $p$
+    CREATE FUNCTION authx_cluster.directory_repair() RETURNS jsonb LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $p$
     DECLARE
         r record;
         v_released integer := 0;
@@ -350,7 +352,7 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
     -- Sign-up: claim the email in the directory first, then create the user
     -- on its node; give the email back if that fails.
     CREATE FUNCTION authx_cluster.user_create(email text, password text, display_name text DEFAULT NULL)
-    RETURNS uuid LANGUAGE plpgsql AS $p$
+    RETURNS uuid LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $p$
     DECLARE
         v_id uuid := gen_random_uuid();
     BEGIN
@@ -372,12 +374,13 @@ $p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
     CREATE FUNCTION authx_cluster.login(email text, password text, ip inet DEFAULT NULL, user_agent text DEFAULT NULL,
                                         device_token text DEFAULT NULL)
     RETURNS TABLE (status text, user_id uuid, session_token text, expires_at timestamptz)
-    LANGUAGE sql AS $p$
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $p$
         SELECT * FROM authx_cluster._login_on(
             coalesce(authx.shard_of(authx_cluster._directory_lookup(login.email)), authx.shard_of_email(login.email)),
             login.email, login.password, login.ip, login.user_agent, login.device_token)
     $p$;
-    CREATE FUNCTION authx_cluster.user_find(email text) RETURNS uuid LANGUAGE sql AS $p$
+    CREATE FUNCTION authx_cluster.user_find(email text) RETURNS uuid LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp AS $p$
         SELECT authx_cluster._user_find_on(
             coalesce(authx.shard_of(authx_cluster._directory_lookup(user_find.email)),
                      authx.shard_of_email(user_find.email)), user_find.email)
