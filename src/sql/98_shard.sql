@@ -165,14 +165,19 @@ COMMENT ON TABLE authx.shard_map IS
 'Coordinator: the data node of each bucket. Empty on a single node, which holds every bucket itself.';
 SELECT pg_catalog.pg_extension_config_dump('authx.shard_map', '');
 
--- The functions routed by their user_id argument: the remote call is the
--- same function on the user's node.
-CREATE FUNCTION authx._cluster_user_functions()
-RETURNS TABLE (fn regprocedure)
+-- What a coordinator routes by an argument: the function called on the
+-- node, the name of the proxy in schema authx_cluster, the PL/Proxy RUN ON
+-- expression.  Functions taking a user id go to the user's node under
+-- their own name; the directory to the email's node; session tokens to the
+-- bucket they end in (bucket 0's node, which knows no such token, when
+-- they name none).
+CREATE FUNCTION authx._cluster_routes()
+RETURNS TABLE (fn regprocedure, proxy name, route text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT f::regprocedure FROM unnest(ARRAY[
+    SELECT f::regprocedure, split_part(split_part(f, '(', 1), '.', 2)::name, 'authx.shard_of(user_id)'
+      FROM unnest(ARRAY[
         'authx.user_get(uuid)', 'authx.user_disable(uuid)', 'authx.user_enable(uuid)',
         'authx.user_unlock(uuid)', 'authx.password_verify(uuid,text)', 'authx.password_set(uuid,text)',
         'authx.session_create(uuid,inet,text,interval)', 'authx.sessions(uuid)',
@@ -184,9 +189,20 @@ AS $$
         'authx.recovery_codes_generate(uuid)', 'authx.recovery_code_use(uuid,text)',
         'authx.device_trust(uuid,text,text,interval)', 'authx.devices(uuid)',
         'authx.email_verification_issue(uuid)']) f
+    UNION ALL
+    SELECT r.f::regprocedure, r.proxy::name, r.route
+      FROM (VALUES ('authx.user_delete(uuid)', '_user_delete_on', 'authx.shard_of(user_id)'),
+                   ('authx._user_live(uuid)', '_user_live', 'authx.shard_of(id)'),
+                   ('authx._directory_claim(text,uuid)', '_directory_claim', 'authx.shard_of_email(email)'),
+                   ('authx._directory_release(text,uuid)', '_directory_release', 'authx.shard_of_email(email)'),
+                   ('authx._directory_lookup(text)', '_directory_lookup', 'authx.shard_of_email(email)'),
+                   ('authx._directory_confirm(text,uuid)', '_directory_confirm', 'authx.shard_of_email(email)'),
+                   ('authx.session_validate(text,inet)', 'session_validate', 'coalesce(authx.token_bucket(token), 0)'),
+                   ('authx.session_revoke(text)', 'session_revoke', 'coalesce(authx.token_bucket(token), 0)')
+           ) r(f, proxy, route)
 $$;
-COMMENT ON FUNCTION authx._cluster_user_functions() IS
-'Internal (scale-out). The application functions whose first argument is a user id: a coordinator routes them to the user''s node.';
+COMMENT ON FUNCTION authx._cluster_routes() IS
+'Internal (scale-out). The functions a coordinator routes by an argument, with the proxy''s name and the RUN ON expression: those taking a user id to the user''s node, the directory to the email''s, session tokens to the bucket they end in.';
 
 CREATE FUNCTION authx.cluster_setup(nodes text[])
 RETURNS jsonb
@@ -197,11 +213,10 @@ DECLARE
     v_n       integer := cardinality(cluster_setup.nodes);
     v_buckets integer := current_setting('authx.shard_buckets')::integer;
     v_opts    text;
-    f         regprocedure;
+    r         record;
     v_args    text;
     v_call    text;
     v_ret     text;
-    v_set     boolean;
     v_count   integer := 0;
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -238,63 +253,28 @@ BEGIN
     CREATE SCHEMA authx_cluster;
     GRANT USAGE ON SCHEMA authx_cluster TO authx_app;
 
-    -- Routed by user id: the same function on the user's node.
-    FOR f IN SELECT u.fn FROM authx._cluster_user_functions() u LOOP
-        SELECT pg_get_function_arguments(f), pg_get_function_result(f), p.proretset,
-               format('%s(%s)', f::regproc,
+    -- Routed by an argument: the same function on the node it names.
+    FOR r IN SELECT * FROM authx._cluster_routes() LOOP
+        SELECT pg_get_function_arguments(r.fn), pg_get_function_result(r.fn),
+               format('%s(%s)', r.fn::regproc,
                       (SELECT string_agg(quote_ident(a), ', ' ORDER BY o)
                          FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY x(a, o)))
-          INTO v_args, v_ret, v_set, v_call
-          FROM pg_proc p WHERE p.oid = f;
+          INTO v_args, v_ret, v_call
+          FROM pg_proc p WHERE p.oid = r.fn;
         EXECUTE format($f$CREATE FUNCTION authx_cluster.%I(%s) RETURNS %s LANGUAGE plproxy AS $p$
     CLUSTER 'authx_cluster';
-    RUN ON authx.shard_of(user_id);
+    RUN ON %s;
     SELECT * FROM %s;
-$p$$f$, (SELECT proname FROM pg_proc WHERE oid = f), v_args, v_ret, v_call);
-        v_count := v_count + 1;
+$p$$f$, r.proxy, v_args, v_ret, r.route, v_call);
+        IF r.route = 'authx.shard_of(user_id)' AND r.proxy = (SELECT proname FROM pg_proc WHERE oid = r.fn) THEN
+            v_count := v_count + 1;
+        END IF;
     END LOOP;
 
-    -- The email directory, on the node of the email's bucket.
-    CREATE FUNCTION authx_cluster._directory_claim(email text, user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
-        SELECT authx._directory_claim(email, user_id);
-    $p$;
-    CREATE FUNCTION authx_cluster._directory_release(email text, user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
-        SELECT authx._directory_release(email, user_id);
-    $p$;
-    CREATE FUNCTION authx_cluster._directory_lookup(email text) RETURNS uuid LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
-        SELECT authx._directory_lookup(email);
-    $p$;
-    -- Session tokens name their bucket (authx.shard_tokens on the data
-    -- nodes); one without goes to bucket 0's node, which answers as for any
-    -- unknown token.
-    CREATE FUNCTION authx_cluster.session_validate(token text, ip inet DEFAULT NULL) RETURNS uuid
-    LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON coalesce(authx.token_bucket(token), 0);
-        SELECT authx.session_validate(token, ip);
-    $p$;
-    CREATE FUNCTION authx_cluster.session_revoke(token text) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON coalesce(authx.token_bucket(token), 0);
-        SELECT authx.session_revoke(token);
-    $p$;
     CREATE FUNCTION authx_cluster._directory_unconfirmed() RETURNS TABLE (email text, user_id uuid)
     LANGUAGE plproxy AS $p$
         CLUSTER 'authx_cluster'; RUN ON ALL;
         SELECT * FROM authx._directory_unconfirmed(1000);
-    $p$;
-    CREATE FUNCTION authx_cluster._directory_confirm(email text, user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of_email(email);
-        SELECT authx._directory_confirm(email, user_id);
-    $p$;
-    CREATE FUNCTION authx_cluster._user_live(id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of(id);
-        SELECT authx._user_live(id);
-    $p$;
-    CREATE FUNCTION authx_cluster._user_delete_on(user_id uuid) RETURNS boolean LANGUAGE plproxy AS $p$
-        CLUSTER 'authx_cluster'; RUN ON authx.shard_of(user_id);
-        SELECT authx.user_delete(user_id);
     $p$;
     -- Deleting an account frees its email, as on a single node.
     CREATE FUNCTION authx_cluster.user_delete(user_id uuid) RETURNS boolean LANGUAGE plpgsql

@@ -218,7 +218,7 @@
 --     _unconfirmed/_confirm, _user_live and _user_create_id (definers, for
 --     authx_app: a coordinator calls them), _cluster_repair (internal),
 --     shard_nodes and shard_map (dumped), cluster_setup and
---     _cluster_user_functions granted to nobody (superuser only);
+--     _cluster_routes granted to nobody (superuser only);
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
 SELECT plan(130);
@@ -326,7 +326,7 @@ SELECT set_eq(
         'function authx._user_token_take(text,text,text)',
         'function authx._user_tokens_purge(timestamp with time zone)',
         'function authx._alert_window(jsonb,timestamp with time zone,double precision,bigint[])',
-        'function authx._cluster_user_functions()',
+        'function authx._cluster_routes()',
         'function authx._directory_claim(text,uuid)',
         'function authx._directory_lookup(text)',
         'function authx._directory_release(text,uuid)',
@@ -485,7 +485,7 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_b64url', '_cluster_user_functions', '_device_check', '_directory_claim', '_directory_lookup',
+    '_audit_tx', '_b64url', '_cluster_routes', '_device_check', '_directory_claim', '_directory_lookup',
     '_directory_release', '_directory_unconfirmed', '_directory_confirm', '_user_live', '_cluster_repair', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
     '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
     '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
@@ -2267,7 +2267,7 @@ SELECT set_eq(
     '_access_token, _token_refresh, _tokens_purge, _device_check, _devices_*, _user_token*, nor on the usage '
     'internals _latency_hist, _hist_add, _hist_accum, _hist_final, _hist_sum, _hist_quantile, _usage_purge, '
     '_partitions_ahead, nor on _alerts_check, _alert_window, _setting_num, _settings_changed, nor on '
-    '_cluster_user_functions and cluster_setup (superuser only); usage_record, setting_get, shard_of, '
+    '_cluster_routes and cluster_setup (superuser only); usage_record, setting_get, shard_of, '
     'shard_of_email and the directory calls of a coordinator (_user_create_id, _directory_*) for authx_app, usage_summary, metrics, health, setting_set, setting_list and alerts_check for '
     'authx_admin)'
 );
