@@ -442,14 +442,16 @@ static const char hexdigits[] = "0123456789abcdef";
 PG_FUNCTION_INFO_V1(authx_apikey_new);
 
 /*
- * authx._apikey_new(prefix text DEFAULT NULL)
+ * authx._apikey_new(prefix text DEFAULT NULL, user_id uuid DEFAULT NULL)
  *		RETURNS (api_key text, key_prefix text, key_hash bytea)
- *		A new key with the given public prefix (rotation) or a random one.
+ *		A new key with the given public prefix (rotation) or a random one;
+ *		ending in the owner's bucket with authx.shard_tokens on.
  */
 Datum
 authx_apikey_new(PG_FUNCTION_ARGS)
 {
-	char		key[APIKEY_LEN + 1];
+	char		key[APIKEY_LEN + AUTHX_TOKEN_BUCKET_LEN + 1];
+	int			len = APIKEY_LEN;
 	char		body[AUTHX_TOKEN_LEN + 1];
 	uint8		hash[AUTHX_HASH_LEN];
 	TupleDesc	desc;
@@ -486,13 +488,15 @@ authx_apikey_new(PG_FUNCTION_ARGS)
 	/* 256 random bits, base64url: the same body as a session token. */
 	authx_token_generate(APIKEY_PREFIX, body);
 	memcpy(key + 4 + APIKEY_ID_LEN + 1, body + AUTHX_TOKEN_PREFIX_LEN, AUTHX_TOKEN_BODY_LEN);
-	key[APIKEY_LEN] = '\0';
-	authx_sha256(key, APIKEY_LEN, hash);
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		len += authx_bucket_suffix(PG_GETARG_UUID_P(1), key + APIKEY_LEN);
+	key[len] = '\0';
+	authx_sha256(key, len, hash);
 
 	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
 	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
 	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
-	values[0] = PointerGetDatum(cstring_to_text_with_len(key, APIKEY_LEN));
+	values[0] = PointerGetDatum(cstring_to_text_with_len(key, len));
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key + 4, APIKEY_ID_LEN));
 	values[2] = PointerGetDatum(h);
 	explicit_bzero(key, sizeof(key));
@@ -550,14 +554,21 @@ schema_ensure(void)
 
 /*
  * key_wellformed
- *		axk_ + 12 lowercase hex + _ + 43 base64url.  Cheap; garbage never
- *		reaches an index.
+ *		axk_ + 12 lowercase hex + _ + 43 base64url, then the bucket
+ *		(".hhhh") on a scale-out cluster.  Cheap; garbage never reaches an
+ *		index.
  */
 static bool
 key_wellformed(const char *k, Size len)
 {
 	Size		i;
 
+	if (len == APIKEY_LEN + AUTHX_TOKEN_BUCKET_LEN)
+	{
+		if (!authx_bucket_suffix_valid(k + APIKEY_LEN))
+			return false;
+		len = APIKEY_LEN;
+	}
 	if (len != APIKEY_LEN || memcmp(k, APIKEY_PREFIX, 4) != 0 || k[4 + APIKEY_ID_LEN] != '_')
 		return false;
 	for (i = 4; i < 4 + APIKEY_ID_LEN; i++)
@@ -842,7 +853,9 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 	}
 
 	/* The stored size first: a megabyte of garbage costs nothing. */
-	if (PG_ARGISNULL(0) || toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + APIKEY_LEN)
+	if (PG_ARGISNULL(0) ||
+		(toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + APIKEY_LEN &&
+		 toast_raw_datum_size(PG_GETARG_DATUM(0)) != VARHDRSZ + APIKEY_LEN + AUTHX_TOKEN_BUCKET_LEN))
 		code = KEY_NOT_FOUND;
 	else
 	{
@@ -858,7 +871,7 @@ authx_apikey_verify(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 	}
 
-	authx_sha256(VARDATA_ANY(key), APIKEY_LEN, hash);
+	authx_sha256(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), hash);
 	now = GetCurrentTimestamp();
 	if (!key_lookup(VARDATA_ANY(key), hash, now, &row, &owner))
 	{

@@ -49,6 +49,8 @@ extern int32 authx_jump_hash(uint64 key, int32 buckets);
 extern int	authx_cache_ttl;
 extern char *authx_redis_prefix;
 extern int	authx_redis_timeout_ms;
+extern char *authx_rate_limit_redis_url;
+extern const char *authx_rate_redis_url(void);
 extern char *authx_redis_url;
 extern int	authx_audit_premake;
 extern int	authx_audit_queue_size;
@@ -261,6 +263,13 @@ typedef struct AuthxShared
 	pg_atomic_uint64 generations[AUTHX_NUM_GENERATIONS];
 
 	pg_atomic_uint64 stats[AUTHX_NUM_STATS];
+
+	/*
+	 * Scale-out: buckets being moved away from this node, whose rows no
+	 * write may change (authx._bucket_fence); fence_count is how many.
+	 */
+	pg_atomic_uint32 fence_count;
+	pg_atomic_uint32 fence_bits[65536 / 32];
 } AuthxShared;
 
 extern AuthxShared *authx_shared;
@@ -296,6 +305,10 @@ extern void authx_crypto_init(void);
 #define AUTHX_TOKEN_LEN			(AUTHX_TOKEN_PREFIX_LEN + AUTHX_TOKEN_BODY_LEN)
 /* Scale-out tokens end in ".hhhh", their bucket (authx.shard_tokens). */
 #define AUTHX_TOKEN_BUCKET_LEN	5
+extern int32 authx_shard_of_uuid(const pg_uuid_t *u);
+extern int	authx_bucket_suffix(const pg_uuid_t *user, char *out);
+extern bool authx_bucket_suffix_valid(const char *s);
+extern bool authx_bucket_leaving;
 #define AUTHX_HASH_LEN			32
 #define AUTHX_SESSION_PREFIX	"axs_"
 

@@ -493,7 +493,14 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 
 	if (op.expires_at <= now)
 		return PointerGetDatum(NULL);	/* Redis has let it go already */
-	if (deleted || revoked)
+	if (deleted && !revoked && authx_bucket_leaving)
+	{
+		/* Moved to another node, still valid there: send gateways to Postgres. */
+		op.kind = AUTHX_CACHE_FORGET;
+		op.version += 1;
+		op.expire_at = Min(op.expires_at, TimestampTzPlusMilliseconds(now, (int64) authx_cache_ttl * 1000));
+	}
+	else if (deleted || revoked)
 	{
 		op.kind = AUTHX_CACHE_REVOKE;
 		/* A deleted row's next version is the tombstone's. */
@@ -640,8 +647,9 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 	d = attr(tup, desc, "expires_at", &isnull);
 	op.expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
 	(void) attr(tup, desc, "revoked_at", &isnull);
-	revoked = deleted || !isnull;
-	live = !revoked && !DatumGetBool(attr(tup, desc, "owner_disabled", &isnull));
+	/* A key moving to another node (authx.bucket_leaving) is not revoked. */
+	revoked = (deleted && !authx_bucket_leaving) || !isnull;
+	live = !revoked && !deleted && !DatumGetBool(attr(tup, desc, "owner_disabled", &isnull));
 	(void) attr(tup, desc, "remaining", &isnull);
 	cacheable = isnull;
 	(void) attr(tup, desc, "rate_limit", &isnull);

@@ -376,11 +376,8 @@ authx_token_wellformed(const char *prefix, const char *tok, Size len)
 	/* A scale-out token ends in its bucket: ".hhhh" (see authx.shard_tokens). */
 	if (len == AUTHX_TOKEN_LEN + AUTHX_TOKEN_BUCKET_LEN)
 	{
-		if (tok[AUTHX_TOKEN_LEN] != '.')
+		if (!authx_bucket_suffix_valid(tok + AUTHX_TOKEN_LEN))
 			return false;
-		for (i = AUTHX_TOKEN_LEN + 1; i < len; i++)
-			if (!((tok[i] >= '0' && tok[i] <= '9') || (tok[i] >= 'a' && tok[i] <= 'f')))
-				return false;
 		len = AUTHX_TOKEN_LEN;
 	}
 	if (len != AUTHX_TOKEN_LEN || memcmp(tok, prefix, AUTHX_TOKEN_PREFIX_LEN) != 0)

@@ -47,6 +47,7 @@ int			authx_rate_limit_store = AUTHX_STORE_LOCAL;
 char	   *authx_redis_prefix = NULL;
 int			authx_redis_timeout_ms = 200;
 char	   *authx_redis_url = NULL;
+char	   *authx_rate_limit_redis_url = NULL;
 int			authx_session_idle_timeout = 86400;
 int			authx_session_ttl = 604800;
 int			authx_totp_digits = 6;
@@ -66,6 +67,7 @@ int			authx_usage_queue_size = 16384;
 int			authx_usage_retention = 30;
 int			authx_shard_buckets = 256;
 bool		authx_shard_tokens = false;
+bool		authx_bucket_leaving = false;
 
 static const struct config_enum_entry token_alg_options[] = {
 	{"EdDSA", AUTHX_ALG_EDDSA, false},
@@ -283,8 +285,17 @@ authx_guc_init(bool preloading)
 							0,
 							check_shard_buckets, NULL, NULL);
 
+	DefineCustomBoolVariable("authx.bucket_leaving",
+							 gettext_noop("Internal (set by authx._bucket_delete): the rows deleted are moving to another node."),
+							 gettext_noop("Deleted sessions and keys leave Redis without a tombstone, and fenced buckets may be deleted."),
+							 &authx_bucket_leaving,
+							 false,
+							 PGC_SUSET,
+							 GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							 NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("authx.shard_tokens",
-							 gettext_noop("Session tokens end in their user's bucket (\".hhhh\"), for a scale-out coordinator."),
+							 gettext_noop("Tokens and API keys end in their user's bucket (\".hhhh\"), for a scale-out coordinator."),
 							 gettext_noop("Turn it on, on every data node, before the cluster holds sessions."),
 							 &authx_shard_tokens,
 							 false,
@@ -543,6 +554,17 @@ authx_guc_init(bool preloading)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("authx.rate_limit_redis_url",
+							   gettext_noop("Redis for rate limits kept in Redis; empty means authx.redis_url."),
+							   gettext_noop("Point every node of a scale-out cluster (and its coordinators) at one "
+											"Redis here so that a limit is global while caches stay per node. "
+											"Superuser-only and hidden: it may hold a password."),
+							   &authx_rate_limit_redis_url,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   check_redis_url, NULL, NULL);
 
 	DefineCustomStringVariable("authx.redis_url",
 							   gettext_noop("Redis for the write-through cache; empty turns the cache off."),

@@ -748,8 +748,10 @@ rt_hash(const char *s, Size len)
 PG_FUNCTION_INFO_V1(authx_refresh_token_new);
 
 /*
- * authx._refresh_token_new(family uuid, generation integer,
+ * authx._refresh_token_new(family uuid, generation integer, user_id uuid DEFAULT NULL,
  *                          OUT token text, OUT token_hash bytea)
+ *		With authx.shard_tokens on and a user given, the token ends in the
+ *		user's bucket (".hhhh", outside the tag; the hash covers it).
  */
 Datum
 authx_refresh_token_new(PG_FUNCTION_ARGS)
@@ -758,7 +760,8 @@ authx_refresh_token_new(PG_FUNCTION_ARGS)
 	int32		gen = PG_GETARG_INT32(1);
 	TupleDesc	td = authx_result_desc(fcinfo);
 	uint8		raw[RT_RAW];
-	char		tok[RT_LEN + 1];
+	char		tok[RT_LEN + AUTHX_TOKEN_BUCKET_LEN + 1];
+	int			len = RT_LEN;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
@@ -772,8 +775,10 @@ authx_refresh_token_new(PG_FUNCTION_ARGS)
 	memcpy(tok, RT_PREFIX, 4);
 	sodium_bin2base64(tok + 4, RT_B64 + 1, raw, RT_RAW, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof(raw));
-	values[0] = PointerGetDatum(cstring_to_text_with_len(tok, RT_LEN));
-	values[1] = PointerGetDatum(rt_hash(tok, RT_LEN));
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		len += authx_bucket_suffix(PG_GETARG_UUID_P(2), tok + RT_LEN);
+	values[0] = PointerGetDatum(cstring_to_text_with_len(tok, len));
+	values[1] = PointerGetDatum(rt_hash(tok, len));
 	sodium_memzero(tok, sizeof(tok));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(td, values, nulls)));
 }
@@ -794,12 +799,16 @@ authx_refresh_token_parse(PG_FUNCTION_ARGS)
 	uint8		raw[RT_RAW];
 	uint8		tag[RT_TAG];
 
-	if (!PG_ARGISNULL(0) && toast_raw_datum_size(PG_GETARG_DATUM(0)) == VARHDRSZ + RT_LEN)
+	if (!PG_ARGISNULL(0) &&
+		(toast_raw_datum_size(PG_GETARG_DATUM(0)) == VARHDRSZ + RT_LEN ||
+		 toast_raw_datum_size(PG_GETARG_DATUM(0)) == VARHDRSZ + RT_LEN + AUTHX_TOKEN_BUCKET_LEN))
 	{
 		text	   *t = PG_GETARG_TEXT_PP(0);
 		const char *s = VARDATA_ANY(t);
+		Size		len = VARSIZE_ANY_EXHDR(t);
 
-		if (VARSIZE_ANY_EXHDR(t) == RT_LEN && memcmp(s, RT_PREFIX, 4) == 0 &&
+		if ((len == RT_LEN || authx_bucket_suffix_valid(s + RT_LEN)) &&
+			memcmp(s, RT_PREFIX, 4) == 0 &&
 			b64url_decode(s + 4, RT_B64, raw, RT_RAW))
 		{
 			rt_tag(raw, tag);
@@ -811,7 +820,7 @@ authx_refresh_token_parse(PG_FUNCTION_ARGS)
 				values[0] = UUIDPGetDatum(fam);
 				values[1] = Int32GetDatum((int32) (((uint32) raw[16] << 24) | ((uint32) raw[17] << 16) |
 												   ((uint32) raw[18] << 8) | raw[19]));
-				values[2] = PointerGetDatum(rt_hash(s, RT_LEN));
+				values[2] = PointerGetDatum(rt_hash(s, len));
 				nulls[0] = nulls[1] = nulls[2] = false;
 			}
 			sodium_memzero(raw, sizeof(raw));

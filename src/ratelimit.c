@@ -277,7 +277,7 @@ rate_redis(const char *subject, int len, int32 max, int64 per_us, int32 cost, bo
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	if (authx_redis_url == NULL || authx_redis_url[0] == '\0')
+	if (authx_rate_redis_url()[0] == '\0')
 		return false;
 	if (authx_shared != NULL &&
 		(uint64) now < pg_atomic_read_u64(&authx_shared->rate_redis_down_until))

@@ -207,17 +207,22 @@ drop_parameters(char *field)
  * hide_setting_value
  *		PostgreSQL logs a reloaded setting's new value ("parameter ... changed
  *		to ...") and a rejected one ("invalid value for parameter ...: ...").
- *		authx.redis_url may hold a password: cut those messages after the
- *		name.
+ *		authx.redis_url and authx.rate_limit_redis_url may hold a password:
+ *		cut those messages after the name.
  */
 static char *
 hide_setting_value(char *field)
 {
+	static const char *const names[] = {"authx.redis_url\"", "authx.rate_limit_redis_url\""};
 	char	   *hit;
+	int			i;
 
-	if (field == NULL || (hit = strstr(field, "authx.redis_url\"")) == NULL)
+	if (field == NULL)
 		return field;
-	return psprintf("%.*s (value hidden by authx)", (int) (hit - field + strlen("authx.redis_url\"")), field);
+	for (i = 0; i < (int) lengthof(names); i++)
+		if ((hit = strstr(field, names[i])) != NULL)
+			return psprintf("%.*s (value hidden by authx)", (int) (hit - field + strlen(names[i])), field);
+	return field;
 }
 
 static void

@@ -641,9 +641,22 @@ rate_disconnect(void)
 }
 
 /*
+ * authx_rate_redis_url
+ *		Where rate limits kept in Redis live: authx.rate_limit_redis_url, or
+ *		else authx.redis_url ("" when neither is set).
+ */
+const char *
+authx_rate_redis_url(void)
+{
+	if (authx_rate_limit_redis_url != NULL && authx_rate_limit_redis_url[0] != '\0')
+		return authx_rate_limit_redis_url;
+	return authx_redis_url != NULL ? authx_redis_url : "";
+}
+
+/*
  * authx_redis_gcra
  *		Run the rate script on this backend's connection (made on first use
- *		and again after a failure or a change of authx.redis_url; a kept
+ *		and again after a failure or a change of its URL; a kept
  *		connection found closed is replaced once, at once).  state
  *		gets {TAT µs, remainder, now µs}.  False (with err, never the
  *		credentials) on any failure; the connection is dropped then.  Waits
@@ -654,9 +667,9 @@ rate_connect(char *err, size_t errlen)
 {
 	AuthxRedisTarget target;
 
-	if (!authx_redis_parse_url(authx_redis_url, &target))
+	if (!authx_redis_parse_url(authx_rate_redis_url(), &target))
 	{
-		snprintf(err, errlen, "authx.redis_url is not a Redis URL");
+		snprintf(err, errlen, "the rate-limit Redis URL is not a Redis URL");
 		return false;
 	}
 	rate_conn = authx_redis_connect(&target, authx_redis_timeout_ms, err, errlen);
@@ -664,7 +677,7 @@ rate_connect(char *err, size_t errlen)
 		return false;
 	if (rate_conn_url)
 		pfree(rate_conn_url);
-	rate_conn_url = MemoryContextStrdup(TopMemoryContext, authx_redis_url);
+	rate_conn_url = MemoryContextStrdup(TopMemoryContext, authx_rate_redis_url());
 	return true;
 }
 
@@ -703,7 +716,7 @@ gcra_call(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
 	int			attempt;
 	int			i;
 
-	if (rate_conn != NULL && strcmp(rate_conn_url, authx_redis_url) != 0)
+	if (rate_conn != NULL && strcmp(rate_conn_url, authx_rate_redis_url()) != 0)
 		rate_disconnect();
 	reused = rate_conn != NULL;
 	if (rate_conn == NULL && !rate_connect(err, errlen))

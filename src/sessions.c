@@ -471,21 +471,28 @@ authx_session_validate(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(authx_token_new);
 
 /*
- * authx._token_new(prefix text) RETURNS TABLE(token text, token_hash bytea)
+ * authx._token_new(prefix text, user_id uuid DEFAULT NULL)
+ *		RETURNS TABLE(token text, token_hash bytea)
  *		A fresh 256-bit token with the given 4-character prefix and its
- *		SHA-256.  Internal: the caller stores the hash and hands out the token.
+ *		SHA-256 (of the whole token).  With authx.shard_tokens on and a user
+ *		given, the token ends in the user's bucket (".hhhh").  Internal: the
+ *		caller stores the hash and hands out the token.
  */
 Datum
 authx_token_new(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char		tok[AUTHX_TOKEN_LEN + 1];
+	char	   *prefix;
+	char		tok[AUTHX_TOKEN_LEN + AUTHX_TOKEN_BUCKET_LEN + 1];
+	int			len = AUTHX_TOKEN_LEN;
 	uint8		hash[AUTHX_HASH_LEN];
 	bytea	   *h;
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "authx: token prefix must not be NULL");
+	prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (strlen(prefix) != AUTHX_TOKEN_PREFIX_LEN)
 		elog(ERROR, "authx: token prefix must have %d characters", AUTHX_TOKEN_PREFIX_LEN);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -493,11 +500,13 @@ authx_token_new(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 
 	authx_token_generate(prefix, tok);
-	authx_sha256(tok, AUTHX_TOKEN_LEN, hash);
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		len += authx_bucket_suffix(PG_GETARG_UUID_P(1), tok + AUTHX_TOKEN_LEN);
+	authx_sha256(tok, len, hash);
 	h = palloc(VARHDRSZ + AUTHX_HASH_LEN);
 	SET_VARSIZE(h, VARHDRSZ + AUTHX_HASH_LEN);
 	memcpy(VARDATA(h), hash, AUTHX_HASH_LEN);
-	values[0] = PointerGetDatum(cstring_to_text_with_len(tok, AUTHX_TOKEN_LEN));
+	values[0] = PointerGetDatum(cstring_to_text_with_len(tok, len));
 	values[1] = PointerGetDatum(h);
 	explicit_bzero(tok, sizeof(tok));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

@@ -155,6 +155,9 @@ authx_shmem_startup(void)
 		pg_atomic_init_u32(&authx_shared->rate_redis_outage, 0);
 		for (i = 0; i < AUTHX_NUM_STATS; i++)
 			pg_atomic_init_u64(&authx_shared->stats[i], 0);
+		pg_atomic_init_u32(&authx_shared->fence_count, 0);
+		for (i = 0; i < (int) lengthof(authx_shared->fence_bits); i++)
+			pg_atomic_init_u32(&authx_shared->fence_bits[i], 0);
 	}
 	next = authx_shared->lockout_entries + authx_lockout_shmem_size();
 	authx_cache_shmem_startup(next, found);

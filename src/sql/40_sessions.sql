@@ -86,12 +86,12 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION authx._lockout_clear(uuid, inet) IS
 'Internal. Clears the (user, address) counter, or with ip NULL every counter of the user.';
 
-CREATE FUNCTION authx._token_new(prefix text, OUT token text, OUT token_hash bytea)
+CREATE FUNCTION authx._token_new(prefix text, user_id uuid DEFAULT NULL, OUT token text, OUT token_hash bytea)
 RETURNS record
 AS 'MODULE_PATHNAME', 'authx_token_new'
-LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION authx._token_new(text) IS
-'Internal. Returns a new 256-bit token with the prefix, and its sha256.';
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION authx._token_new(text, uuid) IS
+'Internal. Returns a new 256-bit token with the prefix (ending in the user''s bucket with authx.shard_tokens on), and its sha256.';
 
 CREATE FUNCTION authx._session_token_hash(token text)
 RETURNS bytea
@@ -153,16 +153,12 @@ BEGIN
             HINT = 'Enable the user with authx.user_enable first.';
     END IF;
 
-    t := authx._token_new('axs_');
-    session_token := t.token;
     -- Scale-out: the token names its bucket, so a coordinator routes it.
-    IF current_setting('authx.shard_tokens', true) = 'on' THEN
-        session_token := session_token || '.' || lpad(to_hex(authx.shard_of(p_user_id)), 4, '0');
-    END IF;
+    t := authx._token_new('axs_', p_user_id);
+    session_token := t.token;
     expires_at := clock_timestamp() + v_ttl;
     INSERT INTO authx.sessions (token_hash, user_id, expires_at, idle_timeout, ip, user_agent)
-    VALUES (CASE WHEN session_token = t.token THEN t.token_hash ELSE authx._session_token_hash(session_token) END,
-            p_user_id, expires_at, v_idle, p_ip, left(p_user_agent, 512));
+    VALUES (t.token_hash, p_user_id, expires_at, v_idle, p_ip, left(p_user_agent, 512));
 
     IF v_max > 0 THEN
         UPDATE authx.sessions s SET revoked_at = now(), revoke_reason = 'session_limit'

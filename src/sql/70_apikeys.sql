@@ -91,12 +91,13 @@ AFTER UPDATE OF status ON authx.users
 FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
 EXECUTE FUNCTION authx._user_status_apikeys();
 
-CREATE FUNCTION authx._apikey_new(prefix text DEFAULT NULL, OUT api_key text, OUT key_prefix text, OUT key_hash bytea)
+CREATE FUNCTION authx._apikey_new(prefix text DEFAULT NULL, user_id uuid DEFAULT NULL,
+                                  OUT api_key text, OUT key_prefix text, OUT key_hash bytea)
 RETURNS record
 AS 'MODULE_PATHNAME', 'authx_apikey_new'
 LANGUAGE C VOLATILE PARALLEL SAFE;
-COMMENT ON FUNCTION authx._apikey_new(text) IS
-'Internal. Returns a new key (with the given prefix, or a random one), its prefix and its sha256.';
+COMMENT ON FUNCTION authx._apikey_new(text, uuid) IS
+'Internal. Returns a new key (with the given prefix, or a random one; ending in the owner''s bucket with authx.shard_tokens on), its prefix and its sha256.';
 
 -- Internal: the checks shared by apikey_create and apikey_update.
 CREATE FUNCTION authx._apikey_check(p_name text, p_expires_at timestamptz, p_rate_limit integer,
@@ -179,7 +180,7 @@ BEGIN
     END IF;
     -- 48 random bits of prefix: a collision is rare, and retried.
     FOR i IN 1..5 LOOP
-        k := authx._apikey_new();
+        k := authx._apikey_new(NULL, apikey_create.user_id);
         BEGIN
             INSERT INTO authx.api_keys (prefix, key_hash, user_id, name, scopes, expires_at, rate_limit,
                                         rate_window, remaining, refill_amount, refill_interval, refilled_at)
@@ -334,7 +335,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('API key "%s" is revoked', k.id),
             HINT = 'Create a new key with authx.apikey_create.';
     END IF;
-    n := authx._apikey_new(k.prefix);
+    n := authx._apikey_new(k.prefix, k.user_id);
     -- The secret before this one (a rotation within a grace) stops now.
     UPDATE authx.api_keys SET key_hash = n.key_hash, prev_hash = k.key_hash,
            prev_until = clock_timestamp() + grace, updated_at = now()

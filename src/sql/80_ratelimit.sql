@@ -37,7 +37,7 @@ CREATE TABLE authx.rate_limit_policies (
     seeded      boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE authx.rate_limit_policies IS
-'Named limits used by authx.rate_check: max requests per interval. store is where buckets live (local: this server''s shared memory; redis: authx.redis_url, shared by every server using it); fail_mode is what a redis policy does when Redis cannot answer (local: decide in shared memory, open: allow, closed: deny).';
+'Named limits used by authx.rate_check: max requests per interval. store is where buckets live (local: this server''s shared memory; redis: authx.rate_limit_redis_url or else authx.redis_url, shared by every server using it); fail_mode is what a redis policy does when Redis cannot answer (local: decide in shared memory, open: allow, closed: deny).';
 INSERT INTO authx.rate_limit_policies (name, max, per, description, seeded) VALUES
     ('login', 5, '1 minute', 'Login attempts per address and per account.', true),
     ('register', 3, '1 minute', 'Sign-ups per address.', true),

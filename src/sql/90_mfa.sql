@@ -363,7 +363,7 @@ AS $$
 DECLARE
     t record;
 BEGIN
-    t := authx._token_new('axc_');
+    t := authx._token_new('axc_', p_user_id);
     expires_at := clock_timestamp() + authx._setting_interval('authx.mfa_challenge_ttl', '5 minutes');
     INSERT INTO authx.mfa_challenges (token_hash, user_id, ip, user_agent, expires_at)
     VALUES (t.token_hash, p_user_id, p_ip, left(p_user_agent, 512), expires_at);

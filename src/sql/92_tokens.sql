@@ -66,12 +66,13 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION authx._ed25519(bytea, bytea) IS
 'Internal. Ed25519 public key and signature from a 32-byte seed, for the RFC 8032/8037 test vectors.';
 
-CREATE FUNCTION authx._refresh_token_new(family uuid, generation integer, OUT token text, OUT token_hash bytea)
+CREATE FUNCTION authx._refresh_token_new(family uuid, generation integer, user_id uuid DEFAULT NULL,
+                                         OUT token text, OUT token_hash bytea)
 RETURNS record
 AS 'MODULE_PATHNAME', 'authx_refresh_token_new'
-LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION authx._refresh_token_new(uuid, integer) IS
-'Internal. A new refresh token of a family and generation (axr_, tagged under a key derived from the authx key) and its sha256.';
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authx._refresh_token_new(uuid, integer, uuid) IS
+'Internal. A new refresh token of a family and generation (axr_, tagged under a key derived from the authx key; ending in the user''s bucket with authx.shard_tokens on) and its sha256.';
 
 CREATE FUNCTION authx._refresh_token_parse(token text, OUT family uuid, OUT generation integer, OUT token_hash bytea)
 RETURNS record
@@ -273,7 +274,7 @@ BEGIN
                 HINT = 'Pass the token authx.login returned for this user, or NULL to start a session for the tokens.';
         END IF;
     END IF;
-    t := authx._refresh_token_new(v_fam, 0);
+    t := authx._refresh_token_new(v_fam, 0, token_issue.user_id);
     INSERT INTO authx.refresh_families (id, user_id, session_id, head_hashes, claims)
     VALUES (v_fam, token_issue.user_id, v_sid, ARRAY[t.token_hash], v_claims);
     a := authx._access_token(token_issue.user_id, v_sid, v_claims);
@@ -370,13 +371,13 @@ BEGIN
         END IF;
     END IF;
     IF v_kind = 'rotate' THEN
-        t := authx._refresh_token_new(f.id, f.generation + 1);
+        t := authx._refresh_token_new(f.id, f.generation + 1, f.user_id);
         UPDATE authx.refresh_families rf
            SET generation = f.generation + 1, parent_hashes = f.head_hashes,
                head_hashes = ARRAY[t.token_hash], rotated_at = v_now
          WHERE rf.id = f.id;
     ELSE
-        t := authx._refresh_token_new(f.id, f.generation);
+        t := authx._refresh_token_new(f.id, f.generation, f.user_id);
         UPDATE authx.refresh_families rf SET head_hashes = rf.head_hashes || t.token_hash WHERE rf.id = f.id;
     END IF;
     -- A refresh is activity: it keeps an idle-limited session alive.

@@ -50,7 +50,7 @@ BEGIN
     -- One trust per device: trusting it again replaces the old token.
     UPDATE authx.trusted_devices d SET revoked_at = now()
      WHERE d.user_id = u.id AND d.fingerprint = v_fp AND d.revoked_at IS NULL;
-    t := authx._token_new('axd_');
+    t := authx._token_new('axd_', u.id);
     INSERT INTO authx.trusted_devices (user_id, token_hash, fingerprint, name, expires_at)
     VALUES (u.id, t.token_hash, v_fp, device_trust.name, clock_timestamp() + v_ttl)
     RETURNING id INTO v_id;

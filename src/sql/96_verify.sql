@@ -33,7 +33,7 @@ BEGIN
     -- Serializes issues for one user, so only the newest token stays live.
     PERFORM 1 FROM authx.users u WHERE u.id = p_user_id FOR UPDATE;
     DELETE FROM authx.user_tokens x WHERE x.user_id = p_user_id AND x.purpose = p_purpose AND x.used_at IS NULL;
-    t := authx._token_new(CASE p_purpose WHEN 'email_verification' THEN 'axv_' ELSE 'axp_' END);
+    t := authx._token_new(CASE p_purpose WHEN 'email_verification' THEN 'axv_' ELSE 'axp_' END, p_user_id);
     expires_at := clock_timestamp() + p_ttl;
     INSERT INTO authx.user_tokens (token_hash, user_id, purpose, email, expires_at)
     VALUES (t.token_hash, p_user_id, p_purpose, p_email, expires_at);

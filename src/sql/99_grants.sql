@@ -2,7 +2,7 @@
 -- Privileges: nothing for PUBLIC; explicit grants per role.
 -- ================================================================
 
--- Revoke EXECUTE from PUBLIC on every function of the extension.
+-- Revoke EXECUTE from PUBLIC on every function and procedure of the extension.
 DO $$
 DECLARE
     f regprocedure;
@@ -10,7 +10,7 @@ BEGIN
     FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'authx'::regnamespace
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;
@@ -70,7 +70,12 @@ GRANT EXECUTE ON FUNCTION
     authx.shard_of(uuid, integer),
     authx.shard_of_email(text, integer),
     authx.token_bucket(text),
-    -- What a scale-out coordinator calls on data nodes (its role is an app).
+    authx.cache_node(text),
+    -- What a scale-out coordinator calls on data nodes (its role is an app),
+    -- or evaluates as the caller to route a call.
+    authx._jwt_sub(text),
+    authx._owner_of(text, uuid),
+    authx._cache_endpoint(),
     authx._user_create_id(uuid, text, text, text),
     authx._directory_claim(text, uuid),
     authx._directory_release(text, uuid),

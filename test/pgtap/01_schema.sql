@@ -149,7 +149,7 @@
 --     signing_key_rotate VOLATILE PL/pgSQL, token_refresh VOLATILE SQL and
 --     jwks STABLE SQL definers; token_verify VOLATILE PARALLEL RESTRICTED
 --     C, not STRICT, not a definer; signing_key_secret, _signing_key_new,
---     _jwt_sign, _refresh_token_new VOLATILE STRICT C; _ed25519 IMMUTABLE
+--     _jwt_sign VOLATILE STRICT C; _refresh_token_new VOLATILE C; _ed25519 IMMUTABLE
 --     STRICT PARALLEL SAFE C; _refresh_token_parse STABLE C;
 --     _signing_keys_changed C trigger; _b64url and _reserved_claims
 --     IMMUTABLE PARALLEL SAFE SQL; _signing_key_ensure, _access_token,
@@ -218,10 +218,16 @@
 --     _unconfirmed/_confirm, _user_live and _user_create_id (definers, for
 --     authx_app: a coordinator calls them), _cluster_repair (internal),
 --     shard_nodes and shard_map (dumped), cluster_setup and
---     _cluster_routes granted to nobody (superuser only);
+--     _cluster_routes granted to nobody (superuser only); bucket moves:
+--     bucket_moves (dumped), the bucket_guard triggers (BEFORE row, one per
+--     table holding a bucket's rows), _bucket_quiesce/_export/_import/
+--     _purge and _definitions_export/_import definers granted to nobody,
+--     the procedure bucket_move, cluster_add_node, rebalance_plan,
+--     cache_map (superuser); cache_node, _jwt_sub, _owner_of (definer) and
+--     _cache_endpoint for authx_app;
 --   * roles authx_app and authx_admin exist, admin is a member of app.
 BEGIN;
-SELECT plan(130);
+SELECT plan(131);
 
 -- ---------------------------------------------------------------- members
 SELECT has_extension('authx', 'extension authx is installed');
@@ -240,7 +246,7 @@ SELECT set_eq(
         'function authx._apikey_check(text,timestamp with time zone,integer,interval,integer,integer,interval)',
         'function authx._apikey_consume(uuid,integer,timestamp with time zone)',
         'function authx._apikey_lock(uuid)',
-        'function authx._apikey_new(text)',
+        'function authx._apikey_new(text,uuid)',
         'function authx._apikey_touch(uuid,timestamp with time zone)',
         'function authx._apikey_usage_pending(uuid)',
         'function authx._apikeys_purge(timestamp with time zone)',
@@ -287,7 +293,7 @@ SELECT set_eq(
         'function authx._rbac_resolve(uuid,timestamp with time zone)',
         'function authx._recovery_check(uuid,text)',
         'function authx._recovery_hash(uuid,text)',
-        'function authx._refresh_token_new(uuid,integer)',
+        'function authx._refresh_token_new(uuid,integer,uuid)',
         'function authx._refresh_token_parse(text)',
         'function authx._require(anyelement,text)',
         'function authx._reserved_claims()',
@@ -306,7 +312,7 @@ SELECT set_eq(
         'function authx._stats()',
         'function authx._threat_block(inet,text,inet)',
         'function authx._threat_rule_merge_seed()',
-        'function authx._token_new(text)',
+        'function authx._token_new(text,uuid)',
         'function authx._token_refresh(text,inet)',
         'function authx._tokens_purge(timestamp with time zone)',
         'function authx._totp_check(uuid,text)',
@@ -336,6 +342,29 @@ SELECT set_eq(
         'function authx._cluster_repair()',
         'function authx._user_create_id(uuid,text,text,text)',
         'function authx.cluster_setup(text[])',
+        'function authx._bucket_tables()',
+        'function authx._bucket_fence(integer,boolean)',
+        'function authx._bucket_guard()',
+        'function authx._bucket_rows(integer)',
+        'function authx._bucket_quiesce(integer,interval)',
+        'function authx._bucket_export(integer,text)',
+        'function authx._bucket_delete(integer)',
+        'function authx._bucket_import(integer,jsonb)',
+        'function authx._bucket_purge(integer,text)',
+        'function authx._definition_tables()',
+        'function authx._definitions_export()',
+        'function authx._definitions_import(jsonb)',
+        'function authx._key_fingerprint()',
+        'function authx._owner_of(text,uuid)',
+        'function authx._cache_endpoint()',
+        'function authx.cache_node(text)',
+        'function authx._jwt_sub(text)',
+        'function authx._cluster_superuser(text)',
+        'function authx.cluster_add_node(text)',
+        'function authx.rebalance_plan()',
+        'function authx.bucket_move(integer,text,interval)',
+        'function authx.cache_map()',
+        'table authx.bucket_moves',
         'function authx.shard_of(uuid,integer)',
         'function authx.shard_of_email(text,integer)',
         'function authx.token_bucket(text)',
@@ -485,7 +514,10 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_b64url', '_cluster_routes', '_device_check', '_directory_claim', '_directory_lookup',
+    '_audit_tx', '_b64url', '_bucket_delete', '_bucket_export', '_bucket_fence', '_bucket_guard', '_bucket_import',
+    '_bucket_purge', '_bucket_quiesce', '_bucket_rows', '_bucket_tables', '_cache_endpoint', '_cluster_superuser',
+    '_definition_tables', '_definitions_export', '_definitions_import', '_jwt_sub', '_key_fingerprint', '_owner_of',
+    'bucket_move', 'cache_map', 'cache_node', 'cluster_add_node', 'rebalance_plan', '_cluster_routes', '_device_check', '_directory_claim', '_directory_lookup',
     '_directory_release', '_directory_unconfirmed', '_directory_confirm', '_user_live', '_cluster_repair', '_devices_purge', '_devices_revoke_all', '_ed25519', '_email_normalize',
     '_hist_accum', '_hist_add', '_hist_final', '_hist_quantile', '_hist_sum',
     '_ip_blocked_sql', '_ip_blocks_changed', '_ip_blocks_live', '_ip_key',
@@ -525,8 +557,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 192,
-          'schema authx has exactly 192 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 214,
+          'schema authx has exactly 214 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -559,14 +591,14 @@ SELECT is_empty(
                                'refresh_families', 'trusted_devices', 'user_tokens',
                                'usage_log', 'usage_log_default', 'usage_hourly', 'usage_hourly_ip',
                                'usage_hourly_total', 'usage_daily', 'usage_daily_ip', 'settings', 'setting_defs',
-                               'alert_state', 'email_directory', 'shard_nodes', 'shard_map')
+                               'alert_state', 'email_directory', 'shard_nodes', 'shard_map', 'bucket_moves')
          AND c.relname !~ '^(audit|usage)_log_p[0-9]{8}$'$$,
     'schema authx has no tables but users, audit_log, audit_log_default, sessions, lockouts, roles, '
     'role_permissions, user_roles, api_keys, api_key_usage, rate_limit_policies, rate_limit_overrides, '
     'ip_blocks, threat_rules, mfa_totp, mfa_recovery_codes, mfa_challenges, signing_keys, refresh_families, '
     'trusted_devices, user_tokens, usage_log, usage_log_default, usage_hourly, usage_hourly_ip, '
     'usage_hourly_total, usage_daily, usage_daily_ip, settings, setting_defs, alert_state, email_directory, '
-    'shard_nodes, shard_map and the daily '
+    'shard_nodes, shard_map, bucket_moves and the daily '
     'partitions of audit_log and usage_log'
 );
 
@@ -829,11 +861,11 @@ SELECT set_eq(
              ('authx.usage_log_default', ''), ('authx.usage_hourly', ''), ('authx.usage_hourly_ip', ''),
              ('authx.usage_hourly_total', ''), ('authx.usage_daily', ''), ('authx.usage_daily_ip', ''),
              ('authx.settings', ''), ('authx.email_directory', ''), ('authx.shard_nodes', ''),
-             ('authx.shard_map', '')$$,
+             ('authx.shard_map', ''), ('authx.bucket_moves', '')$$,
     'pg_dump keeps users, audit_log_default, the id sequence, sessions, lockouts, user_roles, api_keys, '
     'api_key_usage, rate_limit_overrides, ip_blocks, mfa_totp, mfa_recovery_codes, signing_keys, refresh_families, '
     'trusted_devices, user_tokens, usage_log_default, usage_hourly, usage_hourly_ip, usage_hourly_total, '
-    'usage_daily, usage_daily_ip, settings, email_directory, shard_nodes, shard_map, and roles, role_permissions, rate_limit_policies and threat_rules but '
+    'usage_daily, usage_daily_ip, settings, email_directory, shard_nodes, shard_map, bucket_moves, and roles, role_permissions, rate_limit_policies and threat_rules but '
     'the seeded rows (pg_extension_config_dump); not mfa_challenges, setting_defs (shipped) or alert_state (runtime)'
 );
 
@@ -931,8 +963,18 @@ SELECT set_eq(
               'ON authx.settings FOR EACH STATEMENT EXECUTE FUNCTION authx._settings_changed()'),
              ('authx.setting_defs', 'setting_defs_changed',
               'CREATE TRIGGER setting_defs_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
-              'ON authx.setting_defs FOR EACH STATEMENT EXECUTE FUNCTION authx._settings_changed()')$$,
-    'triggers on authx tables are exactly users_status_revoke_sessions, sessions_version, sessions_cache, '
+              'ON authx.setting_defs FOR EACH STATEMENT EXECUTE FUNCTION authx._settings_changed()')
+      UNION ALL
+      SELECT t, 'bucket_guard', format('CREATE TRIGGER bucket_guard BEFORE INSERT OR DELETE OR UPDATE ON %s '
+                                       'FOR EACH ROW EXECUTE FUNCTION authx._bucket_guard(%s)', t, a)
+        FROM (VALUES ('authx.users', '''id'''), ('authx.email_directory', '''email'', ''email'''),
+                     ('authx.sessions', '''user_id'''), ('authx.api_keys', '''user_id'''),
+                     ('authx.user_roles', '''user_id'''), ('authx.mfa_totp', '''user_id'''),
+                     ('authx.mfa_recovery_codes', '''user_id'''), ('authx.mfa_challenges', '''user_id'''),
+                     ('authx.refresh_families', '''user_id'''), ('authx.trusted_devices', '''user_id'''),
+                     ('authx.user_tokens', '''user_id'''), ('authx.lockouts', '''user_id''')) g(t, a)$$,
+    'triggers on authx tables are exactly bucket_guard (BEFORE row, on each table holding a bucket''s rows), '
+    'users_status_revoke_sessions, sessions_version, sessions_cache, '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
     'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '
@@ -1476,7 +1518,7 @@ SELECT set_eq(
              ('authx._signing_key_new(text)', 'c', false, 'v', 'u', true, 'record'),
              ('authx._jwt_sign(jsonb)', 'c', false, 'v', 'u', true, 'text'),
              ('authx._ed25519(bytea,bytea)', 'c', false, 'i', 's', true, 'record'),
-             ('authx._refresh_token_new(uuid,integer)', 'c', false, 'v', 'u', true, 'record'),
+             ('authx._refresh_token_new(uuid,integer,uuid)', 'c', false, 'v', 'u', false, 'record'),
              ('authx._refresh_token_parse(text)', 'c', false, 's', 'u', false, 'record'),
              ('authx._b64url(bytea)', 'sql', false, 'i', 's', true, 'text'),
              ('authx._signing_key_ensure()', 'plpgsql', false, 'v', 'u', false, 'void'),
@@ -1486,7 +1528,7 @@ SELECT set_eq(
              ('authx._tokens_purge(timestamp with time zone)', 'plpgsql', false, 'v', 'u', false, 'jsonb')$$,
     'token functions: token_issue, signing_key_rotate VOLATILE PL/pgSQL, token_refresh VOLATILE SQL and jwks '
     'STABLE SQL definers; token_verify VOLATILE PARALLEL RESTRICTED C, not STRICT; signing_key_secret, '
-    '_signing_key_new, _jwt_sign, _refresh_token_new VOLATILE STRICT C; _ed25519 IMMUTABLE STRICT PARALLEL SAFE C; '
+    '_signing_key_new, _jwt_sign VOLATILE STRICT C; _refresh_token_new VOLATILE C; _ed25519 IMMUTABLE STRICT PARALLEL SAFE C; '
     '_refresh_token_parse STABLE C, not STRICT; _signing_keys_changed C trigger; _b64url IMMUTABLE STRICT PARALLEL '
     'SAFE SQL, _reserved_claims IMMUTABLE PARALLEL SAFE SQL; _signing_key_ensure, _access_token, _token_refresh, '
     '_tokens_purge PL/pgSQL; no internal is a definer'
@@ -1509,8 +1551,9 @@ SELECT results_eq(
              ('authx._ed25519(bytea,bytea)', 'seed bytea, message bytea, OUT public_key bytea, OUT signature bytea',
               'record'),
              ('authx._jwt_sign(jsonb)', 'claims jsonb', 'text'),
-             ('authx._refresh_token_new(uuid,integer)',
-              'family uuid, generation integer, OUT token text, OUT token_hash bytea', 'record'),
+             ('authx._refresh_token_new(uuid,integer,uuid)',
+              'family uuid, generation integer, user_id uuid DEFAULT NULL::uuid, OUT token text, OUT token_hash bytea',
+              'record'),
              ('authx._refresh_token_parse(text)',
               'token text, OUT family uuid, OUT generation integer, OUT token_hash bytea', 'record'),
              ('authx._reserved_claims()', '', 'text[]'),
@@ -2020,6 +2063,13 @@ SELECT set_eq(
         'authx._directory_confirm(text,uuid)',
         'authx._user_live(uuid)',
         'authx._user_create_id(uuid,text,text,text)',
+        'authx._bucket_quiesce(integer,interval)',
+        'authx._bucket_export(integer,text)',
+        'authx._bucket_import(integer,jsonb)',
+        'authx._bucket_purge(integer,text)',
+        'authx._definitions_export()',
+        'authx._definitions_import(jsonb)',
+        'authx._owner_of(text,uuid)',
         'authx._ip_blocked_sql(inet,timestamp with time zone)',
         'authx._ip_blocks_live(timestamp with time zone)',
         'authx._maintenance_run_at(timestamp with time zone)',
@@ -2113,9 +2163,19 @@ SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_language l ON l.oid = p.prolang
        WHERE p.pronamespace = 'authx'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
-         AND NOT coalesce(p.proconfig[1] = 'search_path=pg_catalog, pg_temp', false)$$,
-    'every SQL and PL/pgSQL function pins search_path = pg_catalog, pg_temp'
+         AND NOT coalesce(p.proconfig[1] = 'search_path=pg_catalog, pg_temp', false)
+         AND p.oid <> 'authx.bucket_move(integer,text,interval)'::regprocedure$$,
+    'every SQL and PL/pgSQL function pins search_path = pg_catalog, pg_temp (the procedure bucket_move, '
+    'which commits and so may not carry SET, pins it with set_config in each of its transactions)'
 );
+
+SELECT ok((SELECT regexp_count(p.prosrc, 'COMMIT;') > 0
+              AND regexp_count(p.prosrc, 'COMMIT;')
+                  = regexp_count(p.prosrc, 'COMMIT;\s+(PERFORM pg_catalog\.set_config\(''search_path'', ''pg_catalog, pg_temp'', true\)|END\s*$)')
+              AND p.prosrc ~ 'BEGIN\s+(--[^\n]*\n\s*)*PERFORM pg_catalog\.set_config\(''search_path'', ''pg_catalog, pg_temp'', true\)'
+             FROM pg_catalog.pg_proc p WHERE p.oid = 'authx.bucket_move(integer,text,interval)'::regprocedure),
+          'bucket_move pins search_path at its start and after each COMMIT');
+
 
 -- session_validate is the hot path: C, reading the tables itself, not a
 -- definer (its one write runs as the table owner inside the C code).
@@ -2225,6 +2285,10 @@ SELECT set_eq(
              ('authx._directory_unconfirmed(integer)', 'authx_app'),
              ('authx._directory_confirm(text,uuid)', 'authx_app'),
              ('authx._user_live(uuid)', 'authx_app'),
+             ('authx.cache_node(text)', 'authx_app'),
+             ('authx._jwt_sub(text)', 'authx_app'),
+             ('authx._owner_of(text,uuid)', 'authx_app'),
+             ('authx._cache_endpoint()', 'authx_app'),
              ('authx.user_disable(uuid)', 'authx_admin'),
              ('authx.user_enable(uuid)', 'authx_admin'),
              ('authx.user_delete(uuid)', 'authx_admin'),
