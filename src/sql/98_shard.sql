@@ -151,27 +151,30 @@ COMMENT ON FUNCTION authx._directory_lookup(text) IS
 -- ----------------------------------------------------------------
 
 -- The tables holding a bucket's rows, in the order an import fills them
--- (parents first), with the column that names the bucket.
+-- (parents first), with the column that names the bucket: a user id
+-- (kind user), an email of the directory (email), or an API key's id (key:
+-- usage counts, which the worker adds to; a move may miss a few).
 CREATE FUNCTION authx._bucket_tables()
-RETURNS TABLE (tab regclass, col name, by_email boolean)
+RETURNS TABLE (tab regclass, col name, kind text)
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES ('authx.users'::regclass, 'id'::name, false),
-           ('authx.email_directory', 'email', true),
-           ('authx.sessions', 'user_id', false),
-           ('authx.api_keys', 'user_id', false),
-           ('authx.user_roles', 'user_id', false),
-           ('authx.mfa_totp', 'user_id', false),
-           ('authx.mfa_recovery_codes', 'user_id', false),
-           ('authx.mfa_challenges', 'user_id', false),
-           ('authx.refresh_families', 'user_id', false),
-           ('authx.trusted_devices', 'user_id', false),
-           ('authx.user_tokens', 'user_id', false),
-           ('authx.lockouts', 'user_id', false)
+    VALUES ('authx.users'::regclass, 'id'::name, 'user'),
+           ('authx.email_directory', 'email', 'email'),
+           ('authx.sessions', 'user_id', 'user'),
+           ('authx.api_keys', 'user_id', 'user'),
+           ('authx.api_key_usage', 'key_id', 'key'),
+           ('authx.user_roles', 'user_id', 'user'),
+           ('authx.mfa_totp', 'user_id', 'user'),
+           ('authx.mfa_recovery_codes', 'user_id', 'user'),
+           ('authx.mfa_challenges', 'user_id', 'user'),
+           ('authx.refresh_families', 'user_id', 'user'),
+           ('authx.trusted_devices', 'user_id', 'user'),
+           ('authx.user_tokens', 'user_id', 'user'),
+           ('authx.lockouts', 'user_id', 'user')
 $$;
 COMMENT ON FUNCTION authx._bucket_tables() IS
-'Internal (scale-out). The tables a bucket move copies, parents first, with the column naming the bucket (a user id, or an email of the directory).';
+'Internal (scale-out). The tables a bucket move copies, parents first, with the column naming the bucket and its kind (user id, directory email, API key id).';
 
 CREATE FUNCTION authx._bucket_fence(bucket integer, fenced boolean)
 RETURNS boolean
@@ -191,10 +194,10 @@ DO $guard$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT * FROM authx._bucket_tables() LOOP
+    FOR r IN SELECT * FROM authx._bucket_tables() WHERE kind <> 'key' LOOP
         EXECUTE format('CREATE TRIGGER bucket_guard BEFORE INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION authx._bucket_guard(%L%s)',
-                       r.tab, r.col, CASE WHEN r.by_email THEN ', ''email''' ELSE '' END);
+                       r.tab, r.col, CASE WHEN r.kind = 'email' THEN ', ''email''' ELSE '' END);
     END LOOP;
 END
 $guard$;
@@ -213,8 +216,10 @@ BEGIN
     FOR r IN SELECT * FROM authx._bucket_tables() LOOP
         EXECUTE format('SELECT coalesce(jsonb_agg(to_jsonb(t)), ''[]'') FROM %s t WHERE %s',
                        r.tab,
-                       CASE WHEN r.by_email THEN format('authx.shard_of_email(t.%I) = $1', r.col)
+                       CASE WHEN r.kind = 'email' THEN format('authx.shard_of_email(t.%I) = $1', r.col)
                             WHEN r.tab = 'authx.users'::regclass THEN 'authx.shard_of(t.id) = $1'
+                            WHEN r.kind = 'key' THEN format('t.%I IN (SELECT k.id FROM authx.api_keys k '
+                                                            'WHERE authx.shard_of(k.user_id) = $1)', r.col)
                             ELSE format('t.%I IN (SELECT u.id FROM authx.users u WHERE authx.shard_of(u.id) = $1)', r.col)
                        END)
             INTO v_rows USING _bucket_rows.bucket;

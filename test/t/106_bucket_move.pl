@@ -190,6 +190,19 @@ is(scalar(grep { $_->[2] == 3 } @plan), 64, 'all to the new node');
 my @moving = grep { my $b = bucket_of($uid{$_}); grep { $_->[0] == $b } @plan } 1 .. 39;
 cmp_ok(scalar(@moving), '>=', 4, scalar(@moving) . ' of the users move');
 
+# A moving key's usage counts, once its node has written them down.
+my $uk = $moving[2];
+q1($coord, "SELECT code FROM authx_cluster.apikey_verify('$key{$uk}')") for 1 .. 3;
+my $uhome = home($uid{$uk});
+my $persisted = 0;
+for (1 .. 150)
+{
+	$persisted = q1($uhome, "SELECT coalesce(sum(count), 0) FROM authx.api_key_usage WHERE key_id = '$kid{$uk}' AND code = 'valid'");
+	last if $persisted >= 3;
+	usleep(200_000);
+}
+is($persisted, 3, 'the key\'s 3 verifications are in api_key_usage on its node');
+
 # The client: validations in separate transactions, through the coordinator.
 my $script = '';
 for my $round (1 .. 400)
@@ -267,6 +280,9 @@ for my $n (0 .. 3)
 is($dir_bad, 0, 'each directory entry is on the node of its email\'s bucket');
 is(join('', map { q1($_, q{SELECT count(*) FROM generate_series(0, 255) b WHERE authx._bucket_fence(b, NULL)}) } @data),
 	'0000', 'no fence left');
+
+is(q1($coord, "SELECT count FROM authx_cluster.apikey_usage('$kid{$uk}') WHERE code = 'valid'"), '3',
+	'a moved key keeps its usage history');
 
 my ($ok_s, $ok_k, $ok_r, $ok_p) = (0, 0, 0, 0);
 for my $i (1 .. 39)
