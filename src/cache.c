@@ -94,6 +94,7 @@ static AuthxCacheShared *cache = NULL;
 static PendingOp *pending = NULL;
 static int	npending = 0;
 static int	maxpending = 0;
+static bool pending_resync = false;	/* a TRUNCATE: resync at commit */
 static bool callbacks_registered = false;
 static MemoEntry memo[AUTHX_MEMO_SIZE];
 
@@ -164,6 +165,7 @@ pending_reset(void)
 	pending = NULL;
 	npending = 0;
 	maxpending = 0;
+	pending_resync = false;
 }
 
 /*
@@ -211,6 +213,26 @@ cache_push(void)
 		SetLatch(latch);
 }
 
+/*
+ * cache_request_resync
+ *		At COMMIT of a transaction that truncated sessions or keys: rows went
+ *		with no trigger per row, so the writer must resync (the overflow
+ *		flag).  No allocation, no error.
+ */
+static void
+cache_request_resync(void)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
+	cache->overflow = true;
+	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	pg_memory_barrier();
+	latch = cache->writer_latch;
+	if (latch)
+		SetLatch(latch);
+}
+
 static void
 cache_xact_callback(XactEvent event, void *arg)
 {
@@ -232,7 +254,7 @@ cache_xact_callback(XactEvent event, void *arg)
 				npending = kept;
 			}
 			/* Allowed to raise: we are before the point of no return. */
-			if (npending > 0)
+			if (npending > 0 || pending_resync)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot prepare a transaction that changed authx sessions while the Redis cache is on"),
@@ -240,6 +262,8 @@ cache_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (pending_resync)
+				cache_request_resync();
 			if (npending > 0)
 				cache_push();
 			pending_reset();
@@ -301,7 +325,7 @@ cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  *		Queue an operation in the current (sub)transaction.
  */
 static void
-pending_add(const AuthxCacheOp *op)
+register_callbacks(void)
 {
 	if (!callbacks_registered)
 	{
@@ -309,6 +333,12 @@ pending_add(const AuthxCacheOp *op)
 		RegisterSubXactCallback(cache_subxact_callback, NULL);
 		callbacks_registered = true;
 	}
+}
+
+static void
+pending_add(const AuthxCacheOp *op)
+{
+	register_callbacks();
 	if (npending == maxpending)
 	{
 		int			newmax = maxpending ? maxpending * 2 : 16;
@@ -454,6 +484,28 @@ trigger_row(FunctionCallInfo fcinfo, const char *name, TupleDesc *desc, bool *de
 	*desc = RelationGetDescr(td->tg_relation);
 	*deleted = TRIGGER_FIRED_BY_DELETE(td->tg_event);
 	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+}
+
+PG_FUNCTION_INFO_V1(authx_cache_truncated);
+
+/*
+ * authx._cache_truncated() — AFTER TRUNCATE on authx.sessions and
+ * authx.api_keys, FOR EACH STATEMENT.  TRUNCATE fires no row trigger: the
+ * writer resyncs the whole cache once the transaction commits (a rolled-back
+ * TRUNCATE asks for nothing; one in a rolled-back subtransaction costs a
+ * resync, which is always safe).
+ */
+Datum
+authx_cache_truncated(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "authx._cache_truncated() must be called as a trigger");
+	if (authx_cache_enabled())
+	{
+		register_callbacks();
+		pending_resync = true;
+	}
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(authx_sessions_cache);

@@ -33,6 +33,17 @@ CREATE TRIGGER sessions_cache
 AFTER INSERT OR UPDATE OR DELETE ON authx.sessions
 FOR EACH ROW EXECUTE FUNCTION authx._sessions_cache();
 
+CREATE FUNCTION authx._cache_truncated()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'authx_cache_truncated'
+LANGUAGE C;
+COMMENT ON FUNCTION authx._cache_truncated() IS
+'Internal. Trigger: a TRUNCATE of sessions or API keys fires no row trigger, so the Redis writer resyncs the whole cache once the transaction commits.';
+
+CREATE TRIGGER sessions_truncated
+AFTER TRUNCATE ON authx.sessions
+FOR EACH STATEMENT EXECUTE FUNCTION authx._cache_truncated();
+
 CREATE FUNCTION authx.cache_sync(timeout interval DEFAULT '30 seconds')
 RETURNS void
 AS 'MODULE_PATHNAME', 'authx_cache_sync'

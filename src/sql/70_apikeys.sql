@@ -69,6 +69,10 @@ CREATE TRIGGER api_keys_cache
 AFTER INSERT OR UPDATE OR DELETE ON authx.api_keys
 FOR EACH ROW EXECUTE FUNCTION authx._api_keys_cache();
 
+CREATE TRIGGER api_keys_truncated
+AFTER TRUNCATE ON authx.api_keys
+FOR EACH STATEMENT EXECUTE FUNCTION authx._cache_truncated();
+
 -- A disabled or deleted owner's keys answer "disabled"; re-enabling the
 -- owner brings them back (a lockout after failed logins does not touch them:
 -- an attacker must not be able to switch off someone's keys).

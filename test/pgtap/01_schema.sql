@@ -342,6 +342,7 @@ SELECT set_eq(
         'function authx._cluster_repair()',
         'function authx._user_create_id(uuid,text,text,text)',
         'function authx.cluster_setup(text[])',
+        'function authx._cache_truncated()',
         'function authx._bucket_tables()',
         'function authx._bucket_fence(integer,boolean)',
         'function authx._bucket_guard()',
@@ -514,7 +515,7 @@ SELECT is_empty(
 SELECT functions_are('authx', ARRAY[
     '_access_token', '_account_tag', '_alert', '_alert_window', '_alerts_check', '_api_keys_cache', '_apikey_check', '_apikey_consume', '_apikey_lock',
     '_apikey_new', '_apikey_touch', '_apikey_usage_pending', '_apikeys_purge',
-    '_audit_tx', '_b64url', '_bucket_delete', '_bucket_export', '_bucket_fence', '_bucket_guard', '_bucket_import',
+    '_audit_tx', '_b64url', '_cache_truncated', '_bucket_delete', '_bucket_export', '_bucket_fence', '_bucket_guard', '_bucket_import',
     '_bucket_purge', '_bucket_quiesce', '_bucket_rows', '_bucket_tables', '_cache_endpoint', '_cluster_superuser',
     '_definition_tables', '_definitions_export', '_definitions_import', '_jwt_sub', '_key_fingerprint', '_owner_of',
     'bucket_move', 'cache_map', 'cache_node', 'cluster_add_node', 'rebalance_plan', '_cluster_routes', '_device_check', '_directory_claim', '_directory_lookup',
@@ -557,8 +558,8 @@ SELECT functions_are('authx', ARRAY[
 -- One signature per name: an overload (say maintenance_run(timestamptz)
 -- coming back, or the four-argument login next to the five-argument one)
 -- would be drift even if the names match.
-SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 214,
-          'schema authx has exactly 214 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
+SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'authx'::regnamespace)::int, 215,
+          'schema authx has exactly 215 functions, the aggregate _hist_sum and its _hist_accum and _hist_final '
           'included (no overloads)');
 
 -- Every function in the schema is an extension member (no overload added
@@ -955,6 +956,12 @@ SELECT set_eq(
               'CREATE TRIGGER users_inactive_mfa BEFORE UPDATE OF deleted_at, status ON authx.users FOR EACH ROW '
               'WHEN ((((old.deleted_at IS NULL) AND (new.deleted_at IS NOT NULL)) OR ((old.status = ''active''::text) AND (new.status <> ''active''::text)))) '
               'EXECUTE FUNCTION authx._user_inactive_mfa()'),
+             ('authx.sessions', 'sessions_truncated',
+              'CREATE TRIGGER sessions_truncated AFTER TRUNCATE ON authx.sessions '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._cache_truncated()'),
+             ('authx.api_keys', 'api_keys_truncated',
+              'CREATE TRIGGER api_keys_truncated AFTER TRUNCATE ON authx.api_keys '
+              'FOR EACH STATEMENT EXECUTE FUNCTION authx._cache_truncated()'),
              ('authx.signing_keys', 'signing_keys_changed',
               'CREATE TRIGGER signing_keys_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE '
               'ON authx.signing_keys FOR EACH STATEMENT EXECUTE FUNCTION authx._signing_keys_changed()'),
@@ -974,7 +981,8 @@ SELECT set_eq(
                      ('authx.refresh_families', '''user_id'''), ('authx.trusted_devices', '''user_id'''),
                      ('authx.user_tokens', '''user_id'''), ('authx.lockouts', '''user_id''')) g(t, a)$$,
     'triggers on authx tables are exactly bucket_guard (BEFORE row, on each table holding a bucket''s rows), '
-    'users_status_revoke_sessions, sessions_version, sessions_cache, '
+    'users_status_revoke_sessions, sessions_version, sessions_cache, sessions_truncated and api_keys_truncated '
+    '(TRUNCATE: the cache resyncs), '
     'roles_changed, role_permissions_changed, user_roles_changed (row), roles_truncated, '
     'role_permissions_truncated, user_roles_truncated (TRUNCATE), users_status_rbac, users_deleted_roles, '
     'roles_check_cycle, api_keys_version, api_keys_cache, users_status_apikeys, rate_limit_policies_unseed, '

@@ -17,7 +17,10 @@
 #  - the writer terminated (SIGTERM) and killed (SIGKILL);
 #  - queue overflow (authx.cache_queue_size = 1024) while Redis hangs;
 #  - a hung Redis (SIGSTOP) does not slow down commits, login or
-#    validation, and everything catches up after SIGCONT.
+#    validation, and everything catches up after SIGCONT;
+#  - TRUNCATE of authx.sessions (no row triggers) makes the writer resync:
+#    no truncated session reads valid afterwards; a rolled-back TRUNCATE
+#    asks for nothing.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -391,5 +394,20 @@ ok(caught_up($node), 'caught up after UNPAUSE');
 cache_invariant($node, $redis, 'after CLIENT PAUSE');
 is(cache_check($node, $redis, where => "note = 'slow-paused' AND token >= 'axs_M'")->{miss}, 0,
 	'every session committed during the pause reached Redis');
+
+# TRUNCATE fires no row trigger: the writer resyncs at its commit.
+my @tr = make_sessions($node, $bob, 5, 'truncate');
+ok(caught_up($node), 'caught up before the TRUNCATE');
+is(cache_check($node, $redis, where => "note = 'truncate'")->{hit}, 5, 'the 5 sessions are in Redis');
+my $rs = stat_value($node, 'cache_resyncs');
+$node->safe_psql('postgres', 'BEGIN; TRUNCATE authx.sessions CASCADE; ROLLBACK;');
+ok(caught_up($node), 'caught up after a rolled-back TRUNCATE');
+is(stat_value($node, 'cache_resyncs'), $rs, 'a rolled-back TRUNCATE asks for no resync');
+$node->safe_psql('postgres', 'TRUNCATE authx.sessions CASCADE');
+ok(wait_until('resync after TRUNCATE', 30, sub { stat_value($node, 'cache_resyncs') > $rs }),
+	'TRUNCATE authx.sessions makes the writer resync');
+ok(caught_up($node), 'caught up after the TRUNCATE');
+is(cache_check($node, $redis, where => "note = 'truncate'")->{hit}, 0, 'no truncated session is left in Redis');
+cache_invariant($node, $redis, 'after TRUNCATE');
 
 done_testing();
