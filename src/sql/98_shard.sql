@@ -358,7 +358,7 @@ DECLARE
 BEGIN
     IF token IS DISTINCT FROM pg_postmaster_start_time()::text OR NOT authx._bucket_fence(bucket, NULL) THEN
         RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('bucket %s is not fenced on this node', bucket),
-            HINT = 'The source restarted after the copy: writes may have reached it since; compare the nodes before deleting.';
+            HINT = 'The source restarted during the move; writes may have reached it after the copy: compare the bucket''s rows on both nodes, then fence it again with authx._bucket_fence and purge with the token pg_postmaster_start_time()::text.';
     END IF;
     v := authx._bucket_delete(bucket);
     PERFORM authx._bucket_fence(bucket, false);
@@ -595,6 +595,7 @@ DECLARE
     r         record;
     v_args    text;
     v_call    text;
+    v_names   text;
     v_ret     text;
     v_count   integer := 0;
     v_role    text;
@@ -647,11 +648,11 @@ BEGIN
     PERFORM set_config('check_function_bodies', 'off', true);
     FOR r IN SELECT * FROM authx._cluster_routes() LOOP
         SELECT pg_get_function_arguments(r.fn), pg_get_function_result(r.fn),
-               format('%s(%s)', r.fn::regproc,
-                      (SELECT string_agg(quote_ident(a), ', ' ORDER BY o)
-                         FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY x(a, o)))
-          INTO v_args, v_ret, v_call
+               (SELECT string_agg(quote_ident(a), ', ' ORDER BY o)
+                  FROM unnest(p.proargnames[1:p.pronargs]) WITH ORDINALITY x(a, o))
+          INTO v_args, v_ret, v_names
           FROM pg_proc p WHERE p.oid = r.fn;
+        v_call := format('%s(%s)', r.fn::regproc, v_names);
         IF r.route = 'ALL' THEN
             -- One row per node (PL/Proxy runs once per distinct node), then
             -- one answer: whether any node changed something.
@@ -666,10 +667,7 @@ $p$$f$, '_' || r.proxy || '_all', v_args, CASE v_ret WHEN 'void' THEN format('tr
             EXECUTE format($f$CREATE FUNCTION authx_cluster.%I(%s) RETURNS %s LANGUAGE sql
     SET search_path = pg_catalog, pg_temp AS $p$ SELECT %s FROM authx_cluster.%I(%s) x $p$$f$,
                 r.proxy, v_args, v_ret, CASE v_ret WHEN 'void' THEN '' ELSE 'bool_or(x)' END,
-                '_' || r.proxy || '_all',
-                (SELECT string_agg(quote_ident(a), ', ' ORDER BY o)
-                   FROM unnest((SELECT p.proargnames[1:p.pronargs] FROM pg_proc p WHERE p.oid = r.fn))
-                        WITH ORDINALITY x(a, o)));
+                '_' || r.proxy || '_all', v_names);
             CONTINUE;
         END IF;
         IF r.route LIKE 'authx\_cluster.%' THEN
@@ -683,10 +681,7 @@ $p$$f$, '_' || r.proxy || '_all', v_args, CASE v_ret WHEN 'void' THEN format('tr
 $p$$f$, '_' || r.proxy || '_on', v_args, v_ret, v_call);
             EXECUTE format($f$CREATE FUNCTION authx_cluster.%I(%s) RETURNS %s LANGUAGE sql
     SET search_path = pg_catalog, pg_temp AS $p$ SELECT * FROM authx_cluster.%I(%s, %s) $p$$f$,
-                r.proxy, v_args, v_ret, '_' || r.proxy || '_on', r.route,
-                (SELECT string_agg(quote_ident(a), ', ' ORDER BY o)
-                   FROM unnest((SELECT p.proargnames[1:p.pronargs] FROM pg_proc p WHERE p.oid = r.fn))
-                        WITH ORDINALITY x(a, o)));
+                r.proxy, v_args, v_ret, '_' || r.proxy || '_on', r.route, v_names);
             CONTINUE;
         END IF;
         EXECUTE format($f$CREATE FUNCTION authx_cluster.%I(%s) RETURNS %s LANGUAGE plproxy AS $p$
@@ -699,9 +694,10 @@ $p$$f$, r.proxy, v_args, v_ret, r.route, v_call);
         END IF;
     END LOOP;
 
-    -- Route helpers (made after the proxies they call): the node of an email's user (by the directory; an
-    -- unknown email goes to its own bucket's node, which answers as for any
-    -- unknown email: same work, same answer), and of an id's owner.
+    -- Route helpers (made after the proxies they call): the node of an
+    -- email's user (by the directory; an unknown email goes to its own
+    -- bucket's node, which answers as for any unknown email: same work, same
+    -- answer), and of an id's owner.
     CREATE FUNCTION authx_cluster._email_bucket(email text) RETURNS integer LANGUAGE sql
     SET search_path = pg_catalog, pg_temp AS $p$
         SELECT coalesce(authx.shard_of(authx_cluster._directory_lookup(_email_bucket.email)),
@@ -716,7 +712,6 @@ $p$$f$, r.proxy, v_args, v_ret, r.route, v_call);
         SELECT coalesce(authx.shard_of((SELECT o FROM authx_cluster._owner_of(_owner_bucket.kind, _owner_bucket.id) o
                                          WHERE o IS NOT NULL LIMIT 1)), 0)
     $p$;
-
 
     CREATE FUNCTION authx_cluster._directory_unconfirmed() RETURNS TABLE (email text, user_id uuid)
     LANGUAGE plproxy AS $p$
@@ -851,18 +846,18 @@ COMMENT ON FUNCTION authx.cluster_setup(text[]) IS
 -- Coordinator: adding nodes and moving buckets.
 -- ----------------------------------------------------------------
 
--- A move under way (a row exists from the copy until the source is
--- emptied); state 'switched' means the map already names the target.
+-- A move past its switch whose source is not emptied yet (the map already
+-- names the target; a move stopped before its switch leaves no row).
 CREATE TABLE authx.bucket_moves (
     bucket     integer PRIMARY KEY,
     source     integer NOT NULL,
     target     integer NOT NULL,
-    state      text NOT NULL CHECK (state IN ('copying', 'switched')),
+    state      text NOT NULL CHECK (state = 'switched'),
     token      text,
     started_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE authx.bucket_moves IS
-'Coordinator: bucket moves not finished. Call authx.bucket_move again for a bucket listed here to finish (or, before its switch, redo) the move.';
+'Coordinator: bucket moves past their switch whose source still holds a copy. Call authx.bucket_move again for a bucket listed here to finish the move.';
 SELECT pg_catalog.pg_extension_config_dump('authx.bucket_moves', '');
 
 CREATE FUNCTION authx._cluster_superuser(what text)
@@ -1013,6 +1008,13 @@ BEGIN
             v_token := authx_cluster._quiesce_at(v_src, v_b, timeout);
             v_data := authx_cluster._export_at(v_src, v_b, v_token);
             PERFORM authx_cluster._import_at(v_dst, v_b, v_data);
+            -- A restart of the source in between dropped its fence: writes
+            -- may have reached it since the copy.
+            IF NOT authx_cluster._fence_at(v_src, v_b, NULL) THEN
+                RAISE EXCEPTION USING ERRCODE = '55000',
+                    MESSAGE = format('node %s lost the fence on bucket %s during the copy (a restart?)', v_source, v_b),
+                    HINT = 'Nothing was switched: call bucket_move again.';
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             -- The map still names the source: let it take writes again.
             BEGIN
