@@ -437,8 +437,6 @@ authx_apikey_usage_persist(void)
  * ----------------------------------------------------------------
  */
 
-static const char hexdigits[] = "0123456789abcdef";
-
 PG_FUNCTION_INFO_V1(authx_apikey_new);
 
 /*
@@ -458,7 +456,6 @@ authx_apikey_new(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	bytea	   *h;
-	int			i;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "authx: _apikey_new must return a row");
@@ -478,11 +475,7 @@ authx_apikey_new(PG_FUNCTION_ARGS)
 		uint8		raw[APIKEY_ID_LEN / 2];
 
 		authx_random_bytes(raw, sizeof(raw));
-		for (i = 0; i < APIKEY_ID_LEN / 2; i++)
-		{
-			key[4 + 2 * i] = hexdigits[raw[i] >> 4];
-			key[4 + 2 * i + 1] = hexdigits[raw[i] & 15];
-		}
+		hex_encode((const char *) raw, sizeof(raw), key + 4);
 	}
 	key[4 + APIKEY_ID_LEN] = '_';
 	/* 256 random bits, base64url: the same body as a session token. */

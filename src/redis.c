@@ -18,6 +18,7 @@
 #include <sys/time.h>
 
 #include "common/hashfn.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -468,15 +469,7 @@ authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t e
 static void
 hex(const uint8 *in, int n, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
+	out[hex_encode((const char *) in, n, out)] = '\0';
 }
 
 static void

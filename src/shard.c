@@ -95,17 +95,16 @@ authx_shard_of_uuid(const pg_uuid_t *u)
 int
 authx_bucket_suffix(const pg_uuid_t *user, char *out)
 {
-	static const char hex[] = "0123456789abcdef";
 	int32		b;
+	char		be[2];
 
 	if (!authx_shard_tokens || user == NULL)
 		return 0;
 	b = authx_shard_of_uuid(user);
+	be[0] = (char) (b >> 8);
+	be[1] = (char) b;
 	out[0] = '.';
-	out[1] = hex[(b >> 12) & 15];
-	out[2] = hex[(b >> 8) & 15];
-	out[3] = hex[(b >> 4) & 15];
-	out[4] = hex[b & 15];
+	hex_encode(be, 2, out + 1);
 	return AUTHX_TOKEN_BUCKET_LEN;
 }
 
@@ -303,18 +302,11 @@ PG_FUNCTION_INFO_V1(authx_key_fingerprint);
 Datum
 authx_key_fingerprint(PG_FUNCTION_ARGS)
 {
-	static const char hex[] = "0123456789abcdef";
 	uint8		fp[16];
-	char		out[2 * 8 + 1];
-	int			i;
+	char		out[2 * 8];
 
 	authx_subkey("axkeyfpr", 1, fp, sizeof(fp));
-	for (i = 0; i < 8; i++)
-	{
-		out[2 * i] = hex[fp[i] >> 4];
-		out[2 * i + 1] = hex[fp[i] & 15];
-	}
-	out[16] = '\0';
+	hex_encode((const char *) fp, 8, out);
 	explicit_bzero(fp, sizeof(fp));
-	PG_RETURN_TEXT_P(cstring_to_text(out));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out, sizeof(out)));
 }
