@@ -944,6 +944,7 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_b        integer := bucket_move.bucket;
+    v_mapped   integer;
     v_source   integer;
     v_target   integer;
     v_src      text;
@@ -963,7 +964,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'bucket, target and timeout must not be NULL',
             HINT = 'Pass a bucket number and a node (its number, or a connection string).';
     END IF;
-    SELECT m.node INTO v_source FROM authx.shard_map m WHERE m.bucket = v_b;
+    SELECT m.node INTO v_mapped FROM authx.shard_map m WHERE m.bucket = v_b;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('bucket %s is not in the map', v_b),
             HINT = format('Buckets are numbered 0 to %s.', (SELECT max(m.bucket) FROM authx.shard_map m));
@@ -979,19 +980,19 @@ BEGIN
     END IF;
     SELECT n.conninfo INTO v_dst FROM authx.shard_nodes n WHERE n.node = v_target;
 
+    -- A move past its switch: the map names its target already, and
+    -- bucket_moves its source.
     SELECT mv.state, mv.token, mv.source INTO v_state, v_token, v_source
       FROM authx.bucket_moves mv WHERE mv.bucket = v_b;
     IF v_state = 'switched' THEN
-        IF v_target <> (SELECT m.node FROM authx.shard_map m WHERE m.bucket = v_b) THEN
+        IF v_target <> v_mapped THEN
             RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('bucket %s is half way to another node', v_b),
                 HINT = 'Finish that move first: call bucket_move with the node the map names now.';
         END IF;
+    ELSIF v_mapped = v_target THEN
+        RETURN;
     ELSE
-        SELECT m.node INTO v_source FROM authx.shard_map m WHERE m.bucket = v_b;
-        IF v_source = v_target THEN
-            DELETE FROM authx.bucket_moves mv WHERE mv.bucket = v_b;
-            RETURN;
-        END IF;
+        v_source := v_mapped;
     END IF;
     SELECT n.conninfo INTO v_src FROM authx.shard_nodes n WHERE n.node = v_source;
 
