@@ -42,13 +42,15 @@ psql_ -c "CREATE TABLE bench.pgcrypto_users AS
           SELECT '$UID_'::uuid AS id, crypt('$PW', gen_salt('bf', 10)) AS password_hash"
 
 # tps CLIENTS SCRIPT [pgbench -D args...]
-tps() {
-    local clients=$1 script=$2
-    shift 2
+# tps_on PORT DB CLIENTS SCRIPT [pgbench options]: the TPS of a script.
+tps_on() {
+    local port=$1 db=$2 clients=$3 script=$4
+    shift 4
     as_user pgbench -n -M prepared -c "$clients" -j "$clients" -T "$SECS" \
-        -h 127.0.0.1 -p "$PORT" -U postgres "$@" -f "$AUTHX_ROOT/bench/$script" authx_bench 2>/dev/null \
+        -h 127.0.0.1 -p "$port" -U postgres "$@" -f "$AUTHX_ROOT/bench/$script" "$db" 2>/dev/null \
         | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
+tps() { tps_on "$PORT" authx_bench "$@"; }
 ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
 best() { python3 -c "import sys; print(f'{max(map(float, sys.argv[1:])):.1f}')" "$@"; }
 # overhead AUTHX RAW: the share of time authx adds; a negative figure is noise.
@@ -626,17 +628,13 @@ bench_scaleout() {
     cpsql_ -tAc "SELECT authx_cluster.user_grant('$suid', 'admin')" >/dev/null
     [ "$(cpsql_ -tAc "SELECT authx_cluster.has_permission('$suid', 'docs:read')")" = t ] \
         || die "scaleout bench: no permission through the coordinator"
-    ctps() {
-        as_user pgbench -n -M prepared -c 2 -j 2 -T "$SECS" -h 127.0.0.1 -p "$cport" -U postgres "${@:2}" \
-            -f "$AUTHX_ROOT/bench/$1" authx_coord 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
-    }
     local s1=() hd=() hc=() vd=() vc=()
     for _ in $(seq "$ROUNDS"); do
         s1+=("$(tps 2 select1.sql)")
         hd+=("$(tps 2 has_permission_param.sql -D uid="$suid" -D perm=docs:read)")
-        hc+=("$(ctps has_permission_cluster_param.sql -D uid="$suid" -D perm=docs:read)")
+        hc+=("$(tps_on "$cport" authx_coord 2 has_permission_cluster_param.sql -D uid="$suid" -D perm=docs:read)")
         vd+=("$(tps 2 session_validate_param.sql -D tok="$stok")")
-        vc+=("$(ctps session_validate_cluster_param.sql -D tok="$stok")")
+        vc+=("$(tps_on "$cport" authx_coord 2 session_validate_cluster_param.sql -D tok="$stok")")
     done
     psql_ -c "ALTER SYSTEM RESET authx.shard_tokens" -c "SELECT pg_reload_conf()" >/dev/null
     local S1 HD HC VD VC
