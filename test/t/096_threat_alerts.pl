@@ -34,7 +34,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
 
-use AuthxTest::Util qw(authx_node stat_value worker_pid wait_until audit_count);
+use AuthxTest::Util qw(authx_node stat_value worker_pid wait_until audit_count notifications);
 
 my $node = authx_node('alerts', conf => <<'CONF');
 authx.maintenance_naptime = 1
@@ -62,13 +62,9 @@ sub listen_start
 # psql prints the notifications it got after each query.
 sub pump
 {
-	my $out = $listener->query_safe('SELECT 1');
-	for my $line (split /\n/, $out)
+	for my $n (notifications($listener))
 	{
-		next
-		  unless $line =~
-		  /^Asynchronous notification "(\w+)" with payload "(.*)" received from server process with PID (\d+)\.$/;
-		my ($channel, $payload, $pid) = ($1, $2, $3);
+		my ($channel, $payload, $pid) = @$n;
 		if ($channel eq 'authx_alerts')
 		{
 			my $json = eval { decode_json($payload) };

@@ -41,7 +41,7 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64 decode_base64);
 use Time::HiRes qw(time sleep);
 
-use AuthxTest::Util qw(authx_node psql_verbose wait_until audit_count worker_pid);
+use AuthxTest::Util qw(authx_node psql_verbose wait_until audit_count worker_pid notifications);
 
 # In the project's package list (scripts/lib.sh): missing is a failure.
 my $python = '/usr/bin/python3';
@@ -486,14 +486,12 @@ my @alerts;
 
 sub pump
 {
-	my $o = $listener->query_safe('SELECT 1');
-	for my $line (split /\n/, $o)
+	for my $n (notifications($listener))
 	{
-		next
-		  unless $line =~
-		  /^Asynchronous notification "authx_alerts" with payload "(.*)" received from server process with PID (\d+)\.$/;
-		my $j = eval { decode_json($1) };
-		push @alerts, { pid => $2, json => $j } if $j;
+		my ($channel, $payload, $pid) = @$n;
+		next unless $channel eq 'authx_alerts';
+		my $j = eval { decode_json($payload) };
+		push @alerts, { pid => $pid, json => $j } if $j;
 	}
 	return;
 }

@@ -47,7 +47,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(time);
 
-use AuthxTest::Util qw(stats wait_until audit_count worker_pid);
+use AuthxTest::Util qw(stats wait_until audit_count worker_pid notifications);
 use AuthxTest::Redis;
 use AuthxTest::Cache qw(cache_node caught_up session_key new_user make_sessions
   revoke_where token_in);
@@ -287,19 +287,16 @@ my (@alerts, %sentinels);
 
 sub pump
 {
-	my $out = $listener->query_safe('SELECT 1');
-	for my $line (split /\n/, $out)
+	for my $n (notifications($listener))
 	{
-		next
-		  unless $line =~
-		  /^Asynchronous notification "(\w+)" with payload "(.*)" received from server process with PID (\d+)\.$/;
-		if ($1 eq 'authx_alerts')
+		my ($channel, $payload, $pid) = @$n;
+		if ($channel eq 'authx_alerts')
 		{
-			push @alerts, { pid => $3, json => eval { decode_json($2) } // {} };
+			push @alerts, { pid => $pid, json => eval { decode_json($payload) } // {} };
 		}
 		else
 		{
-			$sentinels{$2} = 1;
+			$sentinels{$payload} = 1;
 		}
 	}
 	return;

@@ -31,7 +31,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT_OK = qw(authx_node stat_value stats psql_verbose wait_until
-  audit_count worker_pid);
+  audit_count worker_pid notifications);
 
 =pod
 
@@ -177,6 +177,29 @@ sub wait_until
 	}
 	diag("timed out after $secs s waiting for: $what" . ($err ? " (last error: $err)" : ''));
 	return 0;
+}
+
+=pod
+
+=item notifications($bg)
+
+The notifications a background psql session (PostgreSQL::Test::BackgroundPsql,
+having run C<LISTEN>) has received since its last query: it runs C<SELECT 1>,
+after which psql prints them; returns a list of C<[channel, payload, pid]>.
+
+=cut
+
+sub notifications
+{
+	my ($bg) = @_;
+	my @got;
+	for my $line (split /\n/, $bg->query_safe('SELECT 1'))
+	{
+		push @got, [ $1, $2, $3 ]
+		  if $line =~
+		  /^Asynchronous notification "(\w+)" with payload "(.*)" received from server process with PID (\d+)\.$/;
+	}
+	return @got;
 }
 
 =pod
