@@ -27,6 +27,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -38,7 +39,7 @@
 #define AUTHX_OUTAGE_RESYNC_MS	10000
 #define AUTHX_RETRY_MAX_MS		2000
 #define AUTHX_HEALTH_MS			1000
-#define AUTHX_GATHER_MS			2		/* after a wakeup, let commits pile up */
+#define AUTHX_GATHER_US			2500	/* let commits pile up into one pipeline */
 
 static AuthxRedis *conn = NULL;
 static bool logged_failure = false;
@@ -131,13 +132,36 @@ resync(const char *prefix)
 }
 
 /*
+ * gather
+ *		Let commits pile up for us microseconds.  Not WaitLatch, whose
+ *		milliseconds, rounded up, would make the period (and so the lag)
+ *		vary by up to a millisecond; nothing needs the latch meanwhile
+ *		(committers wake only a sleeping writer) and a signal (SIGTERM,
+ *		SIGHUP) cuts the sleep short.
+ */
+static void
+gather(int64 us)
+{
+	if (us > 0)
+	{
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		pg_usleep((long) us);
+		pgstat_report_wait_end();
+	}
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
+
+/*
  * drain
- *		Apply queued operations until the queue is empty or a batch fails.
- *		Returns false on failure (the connection is dropped).
+ *		Apply what is queued, in batches of AUTHX_WRITER_BATCH while there is
+ *		a backlog.  *applied says whether anything was.  Returns false on
+ *		failure (the connection is dropped).
  */
 static bool
-drain(const char *prefix, AuthxCacheOp *batch)
+drain(const char *prefix, AuthxCacheOp *batch, bool *applied)
 {
+	*applied = false;
 	for (;;)
 	{
 		uint64		tail;
@@ -155,9 +179,14 @@ drain(const char *prefix, AuthxCacheOp *batch)
 		authx_cache_advance(taken, tail, batch, n);
 		if (n > 0)
 			succeeded();
+		*applied = true;
 		authx_stat_add(AUTHX_STAT_CACHE_SENT, n);
 		authx_stat_add(AUTHX_STAT_CACHE_BATCHES, 1);
-		if (authx_cache_overflowed() || ShutdownRequestPending)
+		/*
+		 * Less than a full batch: what came in during the round trip waits
+		 * for the next gather instead of going out alone.
+		 */
+		if (taken < AUTHX_WRITER_BATCH || authx_cache_overflowed() || ShutdownRequestPending)
 			return true;
 	}
 }
@@ -177,6 +206,8 @@ authx_redis_writer_main(Datum main_arg)
 	TimestampTz next_health = 0;
 	int64		ks_hits;
 	int64		ks_misses;
+	bool		busy = false;	/* the last pass wrote something */
+	TimestampTz drained_at = 0; /* when it began */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -279,19 +310,31 @@ authx_redis_writer_main(Datum main_arg)
 			if (need_resync && resync(prefix))
 				need_resync = false;
 			if (conn != NULL && !need_resync)
-				(void) drain(prefix, batch);
+			{
+				drained_at = GetCurrentTimestamp();
+				if (!drain(prefix, batch, &busy))
+					busy = false;
+			}
 		}
+		if (conn == NULL || need_resync)
+			busy = false;
 		if (url[0] != '\0' && conn == NULL)
 			wait_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_attempt), 10);
 		else if (conn != NULL)
 			wait_ms = Max(Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_health)), 1);
 
 		/*
-		 * Sleep only with nothing to write (connected and caught up).  Woken
-		 * by a commit, wait AUTHX_GATHER_MS more so that a burst of commits
-		 * becomes one pipeline instead of a wakeup each.
+		 * Busy (the last pass wrote something): come back AUTHX_GATHER_US
+		 * after that pass began, without asking committers to wake us, so
+		 * the commits of the period go out as one pipeline and no commit
+		 * pays for a wakeup.  Idle (a pass found nothing): sleep until a
+		 * commit sets the latch, then gather AUTHX_GATHER_US so that a
+		 * burst becomes one pipeline instead of a wakeup each.  Either way
+		 * an operation waits at most AUTHX_GATHER_US plus a round trip.
 		 */
-		if (conn == NULL || need_resync || authx_cache_writer_may_sleep())
+		if (busy)
+			gather(AUTHX_GATHER_US - (GetCurrentTimestamp() - drained_at));
+		else if (conn == NULL || need_resync || authx_cache_writer_may_sleep())
 		{
 			int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 									   wait_ms, PG_WAIT_EXTENSION);
@@ -299,12 +342,13 @@ authx_redis_writer_main(Datum main_arg)
 			authx_cache_writer_awake();
 			ResetLatch(MyLatch);
 			if ((rc & WL_LATCH_SET) && conn != NULL)
-				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, AUTHX_GATHER_MS, PG_WAIT_EXTENSION);
+				gather(AUTHX_GATHER_US);
 		}
 	}
 
 	/* Final drain: what was committed before shutdown reaches Redis. */
 	if (conn != NULL && !need_resync)
-		(void) drain(prefix, batch);
+		while (drain(prefix, batch, &busy) && busy)
+			;
 	proc_exit(1);
 }
