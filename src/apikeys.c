@@ -10,7 +10,9 @@
  * uses: it checks the shape, hashes the whole key, walks the unique index
  * on api_keys.prefix directly (prefix and the new and previous secrets live
  * in one row, so a rotated key costs no second probe), and compares the
- * digest with the stored ones in constant time.  Rate limits are spent in
+ * digest with the stored ones in constant time.  A key it has read before
+ * comes from a per-backend copy while the row's generation in shared
+ * memory holds (see key_lookup for why it cannot be stale).  Rate limits are spent in
  * shared memory (ratelimit.c).  Only metered keys (remaining uses) write on
  * every call, through authx._apikey_consume under the row lock; others
  * touch last_used_at at most once per authx.touch_interval.
@@ -142,11 +144,33 @@ typedef struct UsageCopy
 	uint32		counts[KEY_NUM_CODES];
 } UsageCopy;
 
+/*
+ * The backend-local key cache (see key_lookup).  A row change bumps the
+ * generation of its prefix's slot (and TRUNCATE the last one, for all);
+ * an entry is good while both generations it was read under hold.
+ */
+#define KEYGEN_SLOTS		16384
+#define KEYGEN_ALL			KEYGEN_SLOTS
+#define KEYCACHE_SIZE		1024
+
+typedef struct KeyCacheEntry
+{
+	bool		used;
+	uint8		hash[AUTHX_HASH_LEN];	/* of the key presented */
+	uint64		gen;			/* of the prefix's slot, read before the row */
+	uint64		gen_all;
+	Oid			owner;
+	KeyRow		row;			/* scopes allocated in keycache_cxt */
+} KeyCacheEntry;
+
 static KeySchema schema;
 static bool callback_registered = false;
 static SPIPlanPtr consume_plan = NULL;
 static SPIPlanPtr touch_plan = NULL;
 static UsageEntry *usage = NULL;
+static pg_atomic_uint64 *keygen = NULL;
+static KeyCacheEntry *keycache = NULL;
+static MemoryContext keycache_cxt = NULL;
 
 /* ----------------------------------------------------------------
  * Usage counters
@@ -156,7 +180,8 @@ static UsageEntry *usage = NULL;
 Size
 authx_apikey_shmem_size(void)
 {
-	return MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots));
+	return add_size(MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots)),
+					MAXALIGN(sizeof(pg_atomic_uint64) * (KEYGEN_SLOTS + 1)));
 }
 
 void
@@ -166,12 +191,64 @@ authx_apikey_shmem_startup(char *base, bool found)
 	int			k;
 
 	usage = (UsageEntry *) base;
+	keygen = (pg_atomic_uint64 *) (base + MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots)));
 	if (found)
 		return;
-	memset(usage, 0, authx_apikey_shmem_size());
+	memset(base, 0, authx_apikey_shmem_size());
 	for (i = 0; i < authx_apikey_usage_slots; i++)
 		for (k = 0; k < KEY_NUM_CODES; k++)
 			pg_atomic_init_u32(&usage[i].counts[k], 0);
+	for (i = 0; i <= KEYGEN_SLOTS; i++)
+		pg_atomic_init_u64(&keygen[i], 0);
+}
+
+static int
+keygen_slot(const char *prefix, int len)
+{
+	return (int) (hash_bytes((const unsigned char *) prefix, len) % KEYGEN_SLOTS);
+}
+
+/*
+ * authx_apikey_row_changed
+ *		From the AFTER ROW trigger on authx.api_keys, for the old and the new
+ *		row: the backends' cached copies of keys with this prefix are stale.
+ *		Runs after the row's new version (and the old one's xmax) is in the
+ *		heap, so a backend that read the row before this either saw the
+ *		xmax (and did not cache the row) or read the generation before it
+ *		was bumped.  No allocation, cannot fail.
+ */
+void
+authx_apikey_row_changed(Relation rel, HeapTuple tup)
+{
+	int			att;
+	bool		isnull;
+	Datum		d;
+	text	   *t;
+
+	if (keygen == NULL || tup == NULL)
+		return;
+	att = SPI_fnumber(RelationGetDescr(rel), "prefix");
+	if (att <= 0)
+	{
+		authx_apikey_all_changed();
+		return;
+	}
+	d = heap_getattr(tup, att, RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return;
+	t = DatumGetTextPP(d);
+	pg_atomic_fetch_add_u64(&keygen[keygen_slot(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))], 1);
+}
+
+/*
+ * authx_apikey_all_changed
+ *		TRUNCATE (no row triggers): every cached key is stale.
+ */
+void
+authx_apikey_all_changed(void)
+{
+	if (keygen != NULL)
+		pg_atomic_fetch_add_u64(&keygen[KEYGEN_ALL], 1);
 }
 
 static TimestampTz
@@ -503,10 +580,23 @@ authx_apikey_new(PG_FUNCTION_ARGS)
  */
 
 static void
+keycache_flush(void)
+{
+	if (keycache != NULL)
+	{
+		memset(keycache, 0, sizeof(KeyCacheEntry) * KEYCACHE_SIZE);
+		MemoryContextReset(keycache_cxt);
+	}
+}
+
+static void
 schema_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == schema.keys || relid == schema.prefix_idx)
+	{
 		schema.valid = false;
+		keycache_flush();
+	}
 }
 
 static void
@@ -598,11 +688,45 @@ interval_us(const Interval *iv)
 }
 
 /*
+ * keycache_entry
+ *		The backend-local cache's slot for a key digest (direct-mapped), or
+ *		NULL when there is no cache: no shared memory, or a standby, where
+ *		rows change by WAL replay and no trigger tells us.
+ */
+static KeyCacheEntry *
+keycache_entry(const uint8 *hash)
+{
+	uint32		h;
+
+	if (keygen == NULL || RecoveryInProgress())
+		return NULL;
+	if (keycache == NULL)
+	{
+		keycache_cxt = AllocSetContextCreate(TopMemoryContext, "authx key cache",
+											 ALLOCSET_SMALL_SIZES);
+		keycache = MemoryContextAllocZero(TopMemoryContext, sizeof(KeyCacheEntry) * KEYCACHE_SIZE);
+	}
+	memcpy(&h, hash, sizeof(h));
+	return &keycache[h % KEYCACHE_SIZE];
+}
+
+/*
  * key_lookup
  *		Find the key by its prefix and check the secret against the current
  *		and the previous hash.  False when there is no such key or neither
  *		matches.  Fills *row (remaining already refilled when a refill is
  *		due at now) and *owner (of the table, for the writes).
+ *
+ *		A key without remaining uses is answered from the backend-local cache
+ *		when the copy there is current: the generations of its prefix's slot
+ *		and of the whole table, read before the row was, have not moved.
+ *		Every change to the row bumps its slot from the row trigger, after
+ *		the change is in the heap; a row is cached only when its version has
+ *		no xmax but a locker's (nobody has updated or deleted it, a prepared
+ *		transaction included), so a copy can only outlive a change whose bump
+ *		came after the generation was read, which makes the copy stale.  Not-found is
+ *		never cached.  Per-call state (rate limits, expiry, the grace of a
+ *		rotated-out secret, the touch) is judged at each call as before.
  */
 static bool
 key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid *owner)
@@ -613,8 +737,29 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 	bool		found;
 	Datum	   *v;
 	bool	   *nl;
+	KeyCacheEntry *e;
+	uint64		gen = 0;
+	uint64		gen_all = 0;
+	bool		cacheable = false;
 
 	schema_ensure();
+	e = keycache_entry(hash);
+	if (e != NULL)
+	{
+		gen = pg_atomic_read_u64(&keygen[keygen_slot(key + 4, APIKEY_ID_LEN)]);
+		gen_all = pg_atomic_read_u64(&keygen[KEYGEN_ALL]);
+		pg_read_barrier();
+		if (e->used && e->gen == gen && e->gen_all == gen_all &&
+			authx_equal_ct(e->hash, hash, AUTHX_HASH_LEN))
+		{
+			*row = e->row;
+			/* The caller's copy: an invalidation may empty the cache. */
+			row->scopes = datumCopy(e->row.scopes, false, -1);
+			*owner = e->owner;
+			return true;
+		}
+	}
+
 	prefix = cstring_to_text_with_len(key + 4, APIKEY_ID_LEN);
 	rel = table_open(schema.keys, AccessShareLock);
 	*owner = rel->rd_rel->relowner;
@@ -625,9 +770,16 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 	{
 		bool		current = hash_matches(slot, schema.key_hash, hash);
 		bool		previous = hash_matches(slot, schema.prev_hash, hash);
+		bool		should_free;
+		HeapTuple	ht = ExecFetchSlotHeapTuple(slot, false, &should_free);
 
 		found = current || previous;
 		row->old_secret = !current;
+		/* No xmax, or only a locker's (the foreign keys of api_key_usage). */
+		cacheable = (ht->t_data->t_infomask & HEAP_XMAX_INVALID) != 0 ||
+			HEAP_XMAX_IS_LOCKED_ONLY(ht->t_data->t_infomask);
+		if (should_free)
+			heap_freetuple(ht);
 	}
 	if (found)
 	{
@@ -654,6 +806,22 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
+
+	/* Metered keys are read under their row lock each time: not cached. */
+	if (found && cacheable && e != NULL && !row->has_remaining)
+	{
+		if (e->used)
+			pfree(DatumGetPointer(e->row.scopes));
+		e->used = false;
+		memcpy(e->hash, hash, AUTHX_HASH_LEN);
+		e->gen = gen;
+		e->gen_all = gen_all;
+		e->owner = *owner;
+		e->row = *row;
+		e->row.scopes = PointerGetDatum(MemoryContextAlloc(keycache_cxt, VARSIZE_ANY(DatumGetPointer(row->scopes))));
+		memcpy(DatumGetPointer(e->row.scopes), DatumGetPointer(row->scopes), VARSIZE_ANY(DatumGetPointer(row->scopes)));
+		e->used = true;
+	}
 	return found;
 }
 

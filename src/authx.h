@@ -14,6 +14,7 @@
 #define AUTHX_H
 
 #include "access/attnum.h"
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "datatype/timestamp.h"
@@ -23,6 +24,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
+#include "utils/relcache.h"
 #include "utils/uuid.h"
 
 /* Upper bound on a password, in bytes: we refuse to hash megabytes. */
@@ -456,6 +458,8 @@ extern Datum authx_inet_datum(uint8 family, uint8 bits, const uint8 *addr);
  * ----------------------------------------------------------------
  */
 extern Size authx_apikey_shmem_size(void);
+extern void authx_apikey_row_changed(Relation rel, HeapTuple tup);
+extern void authx_apikey_all_changed(void);
 extern void authx_apikey_shmem_startup(char *base, bool found);
 extern int	authx_apikey_usage_persist(void);
 extern bool authx_permission_split(const char *s, int len, int *colon);

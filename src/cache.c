@@ -500,6 +500,8 @@ authx_cache_truncated(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "authx._cache_truncated() must be called as a trigger");
+	/* The backends' copies of API keys (apikeys.c), cache on or off. */
+	authx_apikey_all_changed();
 	if (authx_cache_enabled())
 	{
 		register_callbacks();
@@ -686,6 +688,12 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz prev_until;
 
+	/* The backends' own copies first, cache on or off (apikeys.c). */
+	if (CALLED_AS_TRIGGER(fcinfo) && TRIGGER_FIRED_FOR_ROW(td->tg_event))
+	{
+		authx_apikey_row_changed(td->tg_relation, td->tg_trigtuple);
+		authx_apikey_row_changed(td->tg_relation, td->tg_newtuple);
+	}
 	tup = trigger_row(fcinfo, "authx._api_keys_cache()", &desc, &deleted);
 	if (tup == NULL)
 		return PointerGetDatum(NULL);
