@@ -723,8 +723,9 @@ keycache_entry(const uint8 *hash)
  *		Every change to the row bumps its slot from the row trigger, after
  *		the change is in the heap; a row is cached only when its version has
  *		no xmax but a locker's (nobody has updated or deleted it, a prepared
- *		transaction included), so a copy can only outlive a change whose bump
- *		came after the generation was read, which makes the copy stale.  Not-found is
+ *		transaction included) and that our own transaction did not write, so
+ *		a copy can only outlive a change whose bump came after the
+ *		generation was read, which makes the copy stale.  Not-found is
  *		never cached.  Per-call state (rate limits, expiry, the grace of a
  *		rotated-out secret, the touch) is judged at each call as before.
  */
@@ -775,9 +776,13 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 
 		found = current || previous;
 		row->old_secret = !current;
-		/* No xmax, or only a locker's (the foreign keys of api_key_usage). */
-		cacheable = (ht->t_data->t_infomask & HEAP_XMAX_INVALID) != 0 ||
-			HEAP_XMAX_IS_LOCKED_ONLY(ht->t_data->t_infomask);
+		/*
+		 * No xmax, or only a locker's (the foreign keys of api_key_usage),
+		 * and not written by this transaction, which may yet roll back.
+		 */
+		cacheable = ((ht->t_data->t_infomask & HEAP_XMAX_INVALID) != 0 ||
+					 HEAP_XMAX_IS_LOCKED_ONLY(ht->t_data->t_infomask)) &&
+			!TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(ht->t_data));
 		if (should_free)
 			heap_freetuple(ht);
 	}
