@@ -177,11 +177,17 @@ static MemoryContext keycache_cxt = NULL;
  * ----------------------------------------------------------------
  */
 
+/* The usage counters' part of our shared memory; the generations follow. */
+static Size
+usage_size(void)
+{
+	return MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots));
+}
+
 Size
 authx_apikey_shmem_size(void)
 {
-	return add_size(MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots)),
-					MAXALIGN(sizeof(pg_atomic_uint64) * (KEYGEN_SLOTS + 1)));
+	return add_size(usage_size(), MAXALIGN(sizeof(pg_atomic_uint64) * (KEYGEN_SLOTS + 1)));
 }
 
 void
@@ -191,7 +197,7 @@ authx_apikey_shmem_startup(char *base, bool found)
 	int			k;
 
 	usage = (UsageEntry *) base;
-	keygen = (pg_atomic_uint64 *) (base + MAXALIGN(mul_size(sizeof(UsageEntry), authx_apikey_usage_slots)));
+	keygen = (pg_atomic_uint64 *) (base + usage_size());
 	if (found)
 		return;
 	memset(base, 0, authx_apikey_shmem_size());
@@ -815,6 +821,8 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 	/* Metered keys are read under their row lock each time: not cached. */
 	if (found && cacheable && e != NULL && !row->has_remaining)
 	{
+		MemoryContext old;
+
 		if (e->used)
 			pfree(DatumGetPointer(e->row.scopes));
 		e->used = false;
@@ -823,8 +831,9 @@ key_lookup(const char *key, const uint8 *hash, TimestampTz now, KeyRow *row, Oid
 		e->gen_all = gen_all;
 		e->owner = *owner;
 		e->row = *row;
-		e->row.scopes = PointerGetDatum(MemoryContextAlloc(keycache_cxt, VARSIZE_ANY(DatumGetPointer(row->scopes))));
-		memcpy(DatumGetPointer(e->row.scopes), DatumGetPointer(row->scopes), VARSIZE_ANY(DatumGetPointer(row->scopes)));
+		old = MemoryContextSwitchTo(keycache_cxt);
+		e->row.scopes = datumCopy(row->scopes, false, -1);
+		MemoryContextSwitchTo(old);
 		e->used = true;
 	}
 	return found;
