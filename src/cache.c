@@ -54,6 +54,10 @@ typedef struct AuthxCacheShared
 	uint64		done;			/* operations whose effect is in Redis (or
 								 * wiped by a finished resync) */
 	bool		overflow;		/* operations were dropped: resync */
+	uint64		resyncs_asked;	/* times overflow was raised */
+	uint64		resyncs_covered;	/* of those, what the resync under way
+									 * covers, and what finished ones did */
+	uint64		resyncs_done;
 	uint64		epoch;			/* bumped by every resync */
 	TimestampTz resync_began;	/* repopulations read before this are stale */
 	pid_t		writer_pid;
@@ -185,6 +189,7 @@ cache_push(void)
 	if (cache->head - cache->tail + npending > cache->size)
 	{
 		cache->overflow = true;
+		cache->resyncs_asked++;
 		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 		authx_stat_add(AUTHX_STAT_CACHE_DROPPED, npending);
 	}
@@ -226,6 +231,7 @@ cache_request_resync(void)
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
 	cache->overflow = true;
+	cache->resyncs_asked++;
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	pg_memory_barrier();
 	latch = cache->writer_latch;
@@ -746,14 +752,18 @@ PG_FUNCTION_INFO_V1(authx_cache_sync);
 /*
  * authx.cache_sync(timeout interval) RETURNS void
  *		Wait until every cache operation committed before the call has been
- *		applied to Redis (or discarded by a resync).  Returns at once when the
- *		cache is off; raises 55000 after the timeout.
+ *		applied to Redis (or discarded by a resync), and every resync asked
+ *		for before it (a TRUNCATE, a queue overflow) has finished: those
+ *		leave nothing in the queue to wait for, and until the resync Redis
+ *		still holds what they removed.  Returns at once when the cache is
+ *		off; raises 55000 after the timeout.
  */
 Datum
 authx_cache_sync(PG_FUNCTION_ARGS)
 {
 	int64		timeout_ms;
 	uint64		target;
+	uint64		resyncs;
 	TimestampTz deadline;
 
 	authx_require_shmem();
@@ -763,6 +773,7 @@ authx_cache_sync(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
 	target = cache->head;
+	resyncs = cache->resyncs_asked;
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -770,12 +781,14 @@ authx_cache_sync(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		uint64		tail;
+		bool		resynced;
 		long		remaining;
 
 		LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
 		tail = cache->done;
+		resynced = cache->resyncs_done >= resyncs;
 		LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
-		if (tail >= target)
+		if (tail >= target && resynced)
 			break;
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
@@ -1083,6 +1096,7 @@ authx_cache_begin_resync(void)
 
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
 	cache->overflow = false;
+	cache->resyncs_covered = cache->resyncs_asked;
 	discarded = cache->head - cache->tail;
 	cache->tail = pos = cache->head;
 	cache->epoch++;
@@ -1101,6 +1115,7 @@ authx_cache_end_resync(uint64 pos)
 {
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_EXCLUSIVE);
 	cache->done = Max(cache->done, pos);
+	cache->resyncs_done = cache->resyncs_covered;
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	ConditionVariableBroadcast(&cache->cv);
 }
