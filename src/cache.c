@@ -31,6 +31,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -42,8 +43,23 @@
 
 #include "authx.h"
 
-#define AUTHX_LAG_SAMPLES	1024
-#define AUTHX_LAG_WINDOW_US	(60 * USECS_PER_SEC)
+/*
+ * Writer lag: a histogram of every operation's commit-to-applied lag, in
+ * AUTHX_LAG_SLOTS slots of AUTHX_LAG_SLOT_US each (the last minute),
+ * AUTHX_LAG_SUB buckets per doubling (4% wide), so p99 speaks for every
+ * operation of the minute rather than for the last few hundred.
+ */
+#define AUTHX_LAG_SLOTS		6
+#define AUTHX_LAG_SLOT_US	(10 * USECS_PER_SEC)
+#define AUTHX_LAG_SUB_BITS	4
+#define AUTHX_LAG_SUB		(1 << AUTHX_LAG_SUB_BITS)
+#define AUTHX_LAG_BUCKETS	((32 - AUTHX_LAG_SUB_BITS + 1) * AUTHX_LAG_SUB)
+
+typedef struct LagSlot
+{
+	int64		period;			/* now / AUTHX_LAG_SLOT_US when it was filled */
+	uint32		count[AUTHX_LAG_BUCKETS];
+} LagSlot;
 #define AUTHX_MEMO_SIZE		4096
 
 /* The ring and the writer's published state, in shared memory. */
@@ -67,9 +83,7 @@ typedef struct AuthxCacheShared
 	char		run_id[48];
 	char		last_error[256];
 	TimestampTz last_error_at;
-	uint32		lag_us[AUTHX_LAG_SAMPLES];	/* recent commit-to-applied lags */
-	TimestampTz lag_at[AUTHX_LAG_SAMPLES];	/* when each was applied */
-	uint64		lag_count;
+	LagSlot		lag[AUTHX_LAG_SLOTS];	/* commit-to-applied lags */
 	pg_atomic_uint64 own_hits;	/* keyspace hits and misses of authx's own */
 	pg_atomic_uint64 own_misses;	/* scripts (writer and rate limits) */
 	pg_atomic_uint64 own_pending;	/* rate-limit scripts sent, not yet counted */
@@ -806,45 +820,78 @@ authx_cache_sync(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The histogram bucket of a lag in µs: exact below AUTHX_LAG_SUB. */
 static int
-cmp_uint32(const void *a, const void *b)
+lag_bucket(uint32 us)
 {
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
+	int			e;
 
-	return x < y ? -1 : x > y;
+	if (us < AUTHX_LAG_SUB)
+		return us;
+	e = pg_leftmost_one_pos32(us);
+	return (e - AUTHX_LAG_SUB_BITS + 1) * AUTHX_LAG_SUB +
+		(int) ((us >> (e - AUTHX_LAG_SUB_BITS)) - AUTHX_LAG_SUB);
+}
+
+/* The largest lag in µs that falls into bucket b. */
+static int64
+lag_bucket_top(int b)
+{
+	int			e;
+
+	if (b < AUTHX_LAG_SUB)
+		return b;
+	e = b / AUTHX_LAG_SUB + AUTHX_LAG_SUB_BITS - 1;
+	return ((int64) (AUTHX_LAG_SUB + b % AUTHX_LAG_SUB + 1) << (e - AUTHX_LAG_SUB_BITS)) - 1;
 }
 
 /*
  * authx_cache_lag_percentiles
- *		p50 and p99 of the commit-to-applied lags of the last 1024
- *		operations applied within the last minute, in microseconds (-1 when
- *		there are none): one slow burst must not speak for a quiet server
- *		for ever.
+ *		p50 and p99 of the commit-to-applied lags of every operation applied
+ *		in the last minute (50 to 60 s: whole slots), in microseconds, as the
+ *		top of their histogram bucket (at most 1/16 above the true value);
+ *		-1 when there are none.  One slow burst must not speak for a quiet
+ *		server for ever.
  */
 void
 authx_cache_lag_percentiles(int64 *p50, int64 *p99)
 {
-	uint32		samples[AUTHX_LAG_SAMPLES];
-	TimestampTz since = GetCurrentTimestamp() - AUTHX_LAG_WINDOW_US;
-	int			n = 0;
+	uint64		total[AUTHX_LAG_BUCKETS] = {0};
+	int64		period = GetCurrentTimestamp() / AUTHX_LAG_SLOT_US;
+	uint64		n = 0;
+	uint64		seen = 0;
+	uint64		r50;
+	uint64		r99;
 	int			i;
-	int			kept;
+	int			b;
 
 	*p50 = *p99 = -1;
 	if (cache == NULL)
 		return;
 	LWLockAcquire(authx_lock(AUTHX_LOCK_CACHE), LW_SHARED);
-	kept = (int) Min(cache->lag_count, AUTHX_LAG_SAMPLES);
-	for (i = 0; i < kept; i++)
-		if (cache->lag_at[i] >= since)
-			samples[n++] = cache->lag_us[i];
+	for (i = 0; i < AUTHX_LAG_SLOTS; i++)
+		if (cache->lag[i].period > period - AUTHX_LAG_SLOTS)
+			for (b = 0; b < AUTHX_LAG_BUCKETS; b++)
+				total[b] += cache->lag[i].count[b];
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
+	for (b = 0; b < AUTHX_LAG_BUCKETS; b++)
+		n += total[b];
 	if (n == 0)
 		return;
-	qsort(samples, n, sizeof(uint32), cmp_uint32);
-	*p50 = samples[(n - 1) / 2];
-	*p99 = samples[(n - 1) * 99 / 100];
+	/* the ranks (1-based) of the same samples the sorted list gave */
+	r50 = (n - 1) / 2 + 1;
+	r99 = (n - 1) * 99 / 100 + 1;
+	for (b = 0; b < AUTHX_LAG_BUCKETS; b++)
+	{
+		seen += total[b];
+		if (*p50 < 0 && seen >= r50)
+			*p50 = lag_bucket_top(b);
+		if (seen >= r99)
+		{
+			*p99 = lag_bucket_top(b);
+			break;
+		}
+	}
 }
 
 uint64
@@ -1186,13 +1233,22 @@ authx_cache_advance(uint64 taken, uint64 expected_tail, const AuthxCacheOp *ops,
 		cache->tail += taken;
 		cache->done = Max(cache->done, cache->tail);
 	}
-	for (i = 0; i < n; i++)
+	if (n > 0)
 	{
-		int64		lag = now - ops[i].committed_at;
+		int64		period = now / AUTHX_LAG_SLOT_US;
+		LagSlot    *slot = &cache->lag[period % AUTHX_LAG_SLOTS];
 
-		cache->lag_us[cache->lag_count % AUTHX_LAG_SAMPLES] = (uint32) Min(Max(lag, 0), PG_UINT32_MAX);
-		cache->lag_at[cache->lag_count % AUTHX_LAG_SAMPLES] = now;
-		cache->lag_count++;
+		if (slot->period != period)
+		{
+			memset(slot->count, 0, sizeof(slot->count));
+			slot->period = period;
+		}
+		for (i = 0; i < n; i++)
+		{
+			int64		lag = now - ops[i].committed_at;
+
+			slot->count[lag_bucket((uint32) Min(Max(lag, 0), PG_UINT32_MAX))]++;
+		}
 	}
 	LWLockRelease(authx_lock(AUTHX_LOCK_CACHE));
 	ConditionVariableBroadcast(&cache->cv);
