@@ -344,6 +344,7 @@ typedef struct AuthxCacheOp
 	uint8		kind;
 	char		type;			/* AUTHX_CACHE_SESSION or AUTHX_CACHE_APIKEY */
 	bool		from_read;		/* repopulation by a validation, not a write */
+	bool		born;			/* a SET of a row just inserted: see apply_lua */
 	uint8		hash[AUTHX_HASH_LEN];
 	pg_uuid_t	user_id;
 	pg_uuid_t	key_id;			/* API keys only */

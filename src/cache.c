@@ -587,6 +587,7 @@ authx_sessions_cache(PG_FUNCTION_ARGS)
 		TimestampTz seen = DatumGetTimestampTz(attr(tup, desc, "last_seen_at", &isnull));
 
 		op.kind = AUTHX_CACHE_SET;
+		op.born = TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event);
 		op.expire_at = set_expire_at(op.expires_at,
 									 idle > 0 ? seen + (int64) idle * USECS_PER_SEC : DT_NOEND);
 		if (op.expire_at <= now)
@@ -737,7 +738,10 @@ authx_api_keys_cache(PG_FUNCTION_ARGS)
 	cacheable = cacheable &&
 		authx_scopes_join(attr(tup, desc, "scopes", &isnull), op.scopes, sizeof(op.scopes));
 
+	/* Only the secret of a row just inserted is new to Redis. */
+	op.born = TRIGGER_FIRED_BY_INSERT(td->tg_event);
 	key_hash_op(&op, attr(tup, desc, "key_hash", &isnull), revoked, live, cacheable, DT_NOEND, now);
+	op.born = false;
 	prev = attr(tup, desc, "prev_hash", &prev_null);
 	if (!prev_null)
 	{

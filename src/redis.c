@@ -33,9 +33,10 @@
  * holds.  One call per batch: a script invocation costs Redis more than the
  * few commands each operation needs.
  *   KEYS     the keys, one per operation
- *   ARGV     per operation: kind ("s" set / "r" revoke / "f" forget),
- *            version, expireat (unix s), the number of field/value words
- *            that follow, then those words (set only)
+ *   ARGV     per operation: kind ("s" set / "n" set of a row just inserted /
+ *            "r" revoke / "f" forget), version, expireat (unix s), the
+ *            number of field/value words that follow, then those words
+ *            (set only)
  * An older version is ignored; the same version only extends a live entry's
  * life (a validation refreshing a hot session), never a tombstone's or a
  * bare version's.  A tombstone keeps its version until it expires, so a
@@ -43,46 +44,68 @@
  * entry is one with a user_id; a forget leaves only the version, which
  * gateways read as "ask Postgres".  DEL only when the kind of entry changes
  * (HSET overwrites a live entry's fields, which are the same every time).
+ *
+ * "n" is the creation of a session or key, whose key Redis almost never
+ * holds: it is written without reading the version first (HSET then
+ * EXPIREAT, one call fewer, the bulk of a sign-in rush).  HSET says how many
+ * fields it added; fewer than it wrote means the key was there after all
+ * (an operation on the new row overtook the creation's in the queue, or the
+ * token hash came back in a restored or moved row).  What it held is then
+ * lost, so the entry becomes a bare version nothing can overwrite (a
+ * tombstone's revoked field stays) for the rest of the old key's life:
+ * gateways ask Postgres, never trust it.
+ *
  * Returns {operations that changed their key, key lookups that found the
  * key, lookups that did not}: Redis counts the script's HGET and HEXISTS in
- * keyspace_hits / keyspace_misses, and the writer takes them out again to
- * count the lookups of gateways alone (cache_hits, cache_misses).
+ * keyspace_hits / keyspace_misses (HSET, HDEL and EXPIREAT are not counted),
+ * and the writer takes them out again to count the lookups of gateways alone
+ * (cache_hits, cache_misses).
  */
 static const char *apply_lua =
 "local a, applied, hits, misses = 1, 0, 0, 0\n"
 "for i = 1, #KEYS do\n"
 "  local k, kind, exp, nf = KEYS[i], ARGV[a], ARGV[a + 2], tonumber(ARGV[a + 3])\n"
-"  local n = tonumber(ARGV[a + 1])\n"
-"  local cur = redis.call('HGET', k, 'v')\n"
-"  local go = true\n"
-"  if cur then\n"
-"    hits = hits + 1\n"
-"    local c = tonumber(cur)\n"
-"    if c > n then\n"
-"      go = false\n"
+"  if kind == 'n' then\n"
+"    if redis.call('HSET', k, 'v', ARGV[a + 1], unpack(ARGV, a + 4, a + 3 + nf)) == 1 + nf / 2 then\n"
+"      redis.call('EXPIREAT', k, exp)\n"
 "    else\n"
-"      hits = hits + 1\n"
-"      local live = redis.call('HEXISTS', k, 'user_id') == 1\n"
-"      if c == n then\n"
-"        if kind == 's' and live then redis.call('EXPIREAT', k, exp) end\n"
-"        go = false\n"
-"      elseif kind ~= 's' or not live then\n"
-"        redis.call('DEL', k)\n"
-"      end\n"
+"      redis.call('HDEL', k, 'user_id', 'expires_at', 'key_id', 'scopes')\n"
+"      redis.call('HSET', k, 'v', '9223372036854775807')\n"
 "    end\n"
-"  else\n"
-"    misses = misses + 1\n"
-"  end\n"
-"  if go then\n"
-"    if kind == 's' then\n"
-"      redis.call('HSET', k, 'v', ARGV[a + 1], unpack(ARGV, a + 4, a + 3 + nf))\n"
-"    elseif kind == 'r' then\n"
-"      redis.call('HSET', k, 'revoked', '1', 'v', ARGV[a + 1])\n"
-"    else\n"
-"      redis.call('HSET', k, 'v', ARGV[a + 1])\n"
-"    end\n"
-"    redis.call('EXPIREAT', k, exp)\n"
 "    applied = applied + 1\n"
+"  else\n"
+"    local n = tonumber(ARGV[a + 1])\n"
+"    local cur = redis.call('HGET', k, 'v')\n"
+"    local go = true\n"
+"    if cur then\n"
+"      hits = hits + 1\n"
+"      local c = tonumber(cur)\n"
+"      if c > n then\n"
+"        go = false\n"
+"      else\n"
+"        hits = hits + 1\n"
+"        local live = redis.call('HEXISTS', k, 'user_id') == 1\n"
+"        if c == n then\n"
+"          if kind == 's' and live then redis.call('EXPIREAT', k, exp) end\n"
+"          go = false\n"
+"        elseif kind ~= 's' or not live then\n"
+"          redis.call('DEL', k)\n"
+"        end\n"
+"      end\n"
+"    else\n"
+"      misses = misses + 1\n"
+"    end\n"
+"    if go then\n"
+"      if kind == 's' then\n"
+"        redis.call('HSET', k, 'v', ARGV[a + 1], unpack(ARGV, a + 4, a + 3 + nf))\n"
+"      elseif kind == 'r' then\n"
+"        redis.call('HSET', k, 'revoked', '1', 'v', ARGV[a + 1])\n"
+"      else\n"
+"        redis.call('HSET', k, 'v', ARGV[a + 1])\n"
+"      end\n"
+"      redis.call('EXPIREAT', k, exp)\n"
+"      applied = applied + 1\n"
+"    end\n"
 "  end\n"
 "  a = a + 4 + nf\n"
 "end\n"
@@ -572,7 +595,8 @@ append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n)
 		int			nf = set_fields(op);
 		char		uuid[37];
 
-		resp_str(op->kind == AUTHX_CACHE_SET ? "s" : op->kind == AUTHX_CACHE_REVOKE ? "r" : "f");
+		resp_str(op->kind == AUTHX_CACHE_SET ? (op->born ? "n" : "s") :
+				 op->kind == AUTHX_CACHE_REVOKE ? "r" : "f");
 		resp_int(op->version);
 		resp_int((int64) Max(timestamptz_to_time_t(op->expire_at), 1));
 		resp_int(nf);

@@ -166,6 +166,36 @@ is(cache_entry($redis, $repop[0])->{user_id}, $alice, 'session_validate repopula
 $bg->quit;
 
 # ------------------------------------------------------------------
+# A creation is written without reading the key first.  When the key is
+# there after all (an operation on the new row overtook the creation in
+# the queue, or a restored row brings its token hash back), the entry
+# becomes a bare version nothing overwrites, for the rest of the old key's
+# life (a tombstone stays revoked): gateways ask Postgres.
+# ------------------------------------------------------------------
+my $max_v = '9223372036854775807';
+for my $case ([ 'tombstone', [ 'revoked', 1, 'v', 7 ] ],
+	[ 'live entry', [ 'v', 1, 'user_id', $alice, 'expires_at', 4102444800 ] ])
+{
+	my ($what, $fields) = @$case;
+	my $tok = 'axs_' . ('O' x 42) . ($what eq 'tombstone' ? 'T' : 'L');
+	my $key = session_key($tok);
+	$redis->command('HSET', $key, @$fields);
+	$redis->command('EXPIRE', $key, 1000);
+	$node->safe_psql('postgres',
+		"INSERT INTO authx.sessions (token_hash, user_id, expires_at)
+		 VALUES (sha256(convert_to('$tok', 'UTF8')), '$alice', now() + interval '1 hour')");
+	ok(caught_up($node), "creation over a $what applied");
+	is_deeply(cache_entry($redis, $tok), { v => $max_v, ($what eq 'tombstone' ? (revoked => 1) : ()) },
+		"creation over a $what leaves a bare version that cannot be overwritten");
+	cmp_ok($redis->command('TTL', $key), '>', 900, "it keeps the $what's lifetime");
+	is($node->safe_psql('postgres', "SELECT authx.session_validate('$tok')"), $alice,
+		'Postgres still says the session is valid');
+	$node->safe_psql('postgres', "SELECT authx.session_revoke('$tok')") if $what eq 'tombstone';
+	ok(caught_up($node), 'later operations applied');
+	is(cache_entry($redis, $tok)->{v}, $max_v, 'a repopulation (or revocation) does not overwrite it');
+}
+
+# ------------------------------------------------------------------
 # 1a. Redis stopped while sessions are created and revoked; started again
 # without its data.
 # ------------------------------------------------------------------

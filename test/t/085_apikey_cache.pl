@@ -611,4 +611,24 @@ ok(!exists entry($rr)->{user_id}, 'the revoked key does not read valid from Redi
 # (entries made under the old cache_ttl keep their longer life: check this key only)
 key_invariant('stale snapshot after the tombstone expired', where => "note = 'rr-stale'");
 
+# A creation is written without reading the key first; a row restored over
+# its own tombstone (deleted, then inserted again as it was before the
+# revocation) finds the key there: the entry becomes a bare version nothing
+# overwrites, still revoked, for the rest of the tombstone's life.
+my ($rs_id, $rs) = create_key($bob, 'restored');
+sql("CREATE TABLE public.t_saved AS SELECT * FROM authx.api_keys WHERE id = '$rs_id'");
+is(sql("SELECT authx.apikey_revoke('$rs_id')"), 't', 'revoked');
+sql("DELETE FROM authx.api_keys WHERE id = '$rs_id'");
+ok(caught_up($node), 'cache_sync');
+is(entry($rs)->{revoked}, 1, 'tombstone');
+my $ttl = $redis->command('TTL', redis_key($rs));
+sql("INSERT INTO authx.api_keys SELECT * FROM public.t_saved");
+ok(caught_up($node), 'cache_sync after the restore');
+is_deeply(entry($rs), { revoked => 1, v => '9223372036854775807' },
+	'the restored creation left the tombstone revoked, with a version nothing overwrites');
+cmp_ok($redis->command('TTL', redis_key($rs)), '>=', $ttl - 5, 'and its lifetime');
+is(verify($rs), 'valid', 'Postgres has the restored key valid');
+ok(caught_up($node), 'cache_sync');
+is(entry($rs)->{v}, '9223372036854775807', 'the repopulation did not overwrite it');
+
 done_testing();
