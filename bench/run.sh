@@ -162,8 +162,11 @@ bench_cache() {
     # Switching the cache on changes the URL, which makes the writer resync
     # (UNLINK every key so far): wait for that to finish, so the "on" runs
     # measure steady state, not the resync.
+    local cur_url="-"
     set_url() {
         local before i
+        [ "$1" = "$cur_url" ] && return 0
+        cur_url=$1
         before=$(psql_ -tAc "SELECT value FROM authx.stats WHERE name = 'cache_resyncs'")
         psql_ -c "ALTER SYSTEM SET authx.redis_url = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
         sleep 1
