@@ -39,7 +39,7 @@
 #define AUTHX_OUTAGE_RESYNC_MS	10000
 #define AUTHX_RETRY_MAX_MS		2000
 #define AUTHX_HEALTH_MS			1000
-#define AUTHX_GATHER_US			2500	/* let commits pile up into one pipeline */
+#define AUTHX_GATHER_US			2000	/* let commits pile up into one pipeline */
 
 static AuthxRedis *conn = NULL;
 static bool logged_failure = false;
