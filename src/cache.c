@@ -75,7 +75,8 @@ typedef struct AuthxCacheShared
 									 * covers, and what finished ones did */
 	uint64		resyncs_done;
 	uint64		epoch;			/* bumped by every resync */
-	TimestampTz resync_began;	/* repopulations read before this are stale */
+	TimestampTz resync_began;	/* live entries from transactions older
+								 * than this are stale */
 	pid_t		writer_pid;
 	Latch	   *writer_latch;
 	bool		writer_sleeping;	/* set by the writer before it waits */
@@ -1135,9 +1136,9 @@ authx_cache_writer_state(bool connected, const char *run_id, const char *error)
  * authx_cache_begin_resync
  *		Step one of a resync: forget everything queued (it may depend on
  *		dropped operations), clear the overflow flag, and remember when, so
- *		that repopulations read before now are discarded.  Returns the ring
- *		position the resync covers; authx_cache_end_resync publishes it once
- *		every key is gone.
+ *		that live entries from transactions begun before now are discarded.
+ *		Returns the ring position the resync covers; authx_cache_end_resync
+ *		publishes it once every key is gone.
  */
 uint64
 authx_cache_begin_resync(void)
@@ -1184,8 +1185,8 @@ authx_cache_overflowed(void)
 
 /*
  * authx_cache_peek
- *		Copy up to max queued operations, dropping (and counting) stale
- *		repopulations.  *start is the tail they were read from and *taken how
+ *		Copy up to max queued operations, dropping (and counting) live
+ *		entries queued by transactions older than the last resync.  *start is the tail they were read from and *taken how
  *		many ring slots the copies cover, both for authx_cache_advance.
  *		Returns the number copied.
  */
@@ -1206,7 +1207,14 @@ authx_cache_peek(AuthxCacheOp *out, int max, uint64 *start, uint64 *taken)
 	{
 		AuthxCacheOp *op = &cache->ops[pos % cache->size];
 
-		if (op->from_read && op->xact_start < resync_began)
+		/*
+		 * A live entry from a transaction older than the last resync may
+		 * rest on a state the resync threw away: a repopulation that read
+		 * a row before a revocation now discarded, a creation whose row a
+		 * revocation (discarded too) overtook in the queue.  Drop it: a
+		 * miss is always safe.  Tombstones and bare versions go on.
+		 */
+		if (op->kind == AUTHX_CACHE_SET && op->xact_start < resync_began)
 			stale++;
 		else
 			out[n++] = *op;

@@ -51,9 +51,11 @@
  * fields it added; fewer than it wrote means the key was there after all
  * (an operation on the new row overtook the creation's in the queue, or the
  * token hash came back in a restored or moved row).  What it held is then
- * lost, so the entry becomes a bare version nothing can overwrite (a
- * tombstone's revoked field stays) for the rest of the old key's life:
- * gateways ask Postgres, never trust it.
+ * lost, so the entry becomes a bare version nothing can overwrite, for the
+ * rest of the old key's life: gateways ask Postgres, which knows.  An "n"
+ * must therefore reach Redis once only: operations sent again (a retry
+ * after a failure, when Redis may have run them already) go as "s", which
+ * is harmless at the same version.
  *
  * Returns {operations that changed their key, key lookups that found the
  * key, lookups that did not}: Redis counts the script's HGET and HEXISTS in
@@ -69,7 +71,7 @@ static const char *apply_lua =
 "    if redis.call('HSET', k, 'v', ARGV[a + 1], unpack(ARGV, a + 4, a + 3 + nf)) == 1 + nf / 2 then\n"
 "      redis.call('EXPIREAT', k, exp)\n"
 "    else\n"
-"      redis.call('HDEL', k, 'user_id', 'expires_at', 'key_id', 'scopes')\n"
+"      redis.call('HDEL', k, 'user_id', 'expires_at', 'key_id', 'scopes', 'revoked')\n"
 "      redis.call('HSET', k, 'v', '9223372036854775807')\n"
 "    end\n"
 "    applied = applied + 1\n"
@@ -549,12 +551,12 @@ set_fields(const AuthxCacheOp *op)
 
 /*
  * append_chunk
- *		Queue one EVALSHA of the apply script for ops[0..n) in the pipeline.
- *		Sessions carry user_id and expires_at; API keys key_id, user_id,
+ *		Queue one EVALSHA of the apply script for ops[0..n) in the pipeline;
+ *		resend: Redis may have applied them already (no "n").  Sessions carry user_id and expires_at; API keys key_id, user_id,
  *		scopes (space-separated) and expires_at (0: never).
  */
 static void
-append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n)
+append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n, bool resend)
 {
 	int			argc = 3 + n;
 	int			plen = strlen(prefix);
@@ -595,7 +597,7 @@ append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n)
 		int			nf = set_fields(op);
 		char		uuid[37];
 
-		resp_str(op->kind == AUTHX_CACHE_SET ? (op->born ? "n" : "s") :
+		resp_str(op->kind == AUTHX_CACHE_SET ? (op->born && !resend ? "n" : "s") :
 				 op->kind == AUTHX_CACHE_REVOKE ? "r" : "f");
 		resp_int(op->version);
 		resp_int((int64) Max(timestamptz_to_time_t(op->expire_at), 1));
@@ -622,14 +624,15 @@ append_chunk(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n)
 /*
  * authx_redis_apply
  *		Pipeline the operations, AUTHX_APPLY_CHUNK to an EVALSHA, and read
- *		every reply.  False (with err) when
- *		any failed: the caller keeps them queued and retries, which is
- *		harmless because the script ignores anything not newer.  A NOSCRIPT
- *		(Redis lost its script cache) reloads the script and retries once.
+ *		every reply.  False (with err) when any failed: the caller keeps them
+ *		queued and retries with resend set, which is harmless because the
+ *		script ignores anything not newer (and resend turns creations into
+ *		plain sets: see apply_lua).  A NOSCRIPT (Redis lost its script cache)
+ *		reloads the script and retries once, as a resend.
  */
 bool
 authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
-				  char *err, size_t errlen)
+				  bool resend, char *err, size_t errlen)
 {
 	int			attempt;
 
@@ -642,7 +645,7 @@ authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, in
 
 		for (i = 0; i < n; i += AUTHX_APPLY_CHUNK)
 		{
-			append_chunk(r, prefix, ops + i, Min(AUTHX_APPLY_CHUNK, n - i));
+			append_chunk(r, prefix, ops + i, Min(AUTHX_APPLY_CHUNK, n - i), resend || attempt > 0);
 			chunks++;
 		}
 		for (i = 0; i < chunks; i++)

@@ -30,7 +30,7 @@ extern bool authx_redis_info(AuthxRedis *r, char *run_id, size_t run_id_len, int
 							 char *err, size_t errlen);
 extern long authx_redis_unlink_prefix(AuthxRedis *r, const char *prefix, char *err, size_t errlen);
 extern bool authx_redis_apply(AuthxRedis *r, const char *prefix, const AuthxCacheOp *ops, int n,
-							  char *err, size_t errlen);
+							  bool resend, char *err, size_t errlen);
 
 extern bool authx_redis_gcra(const char *key, int64 per_us, int64 q, int64 r, int64 max, bool peek,
 							 int64 *state, char *err, size_t errlen);

@@ -47,6 +47,8 @@ static TimestampTz down_since = 0;	/* when the connection was last lost */
 static TimestampTz next_attempt = 0;	/* no reconnect before this */
 static int	retry_ms = 100;
 static char old_prefix[128] = "";	/* a previous prefix still to clear */
+static bool resend = false;		/* the queue's first operations may be in
+								 * Redis already: a send failed after them */
 
 static void
 writer_detach(int code, Datum arg)
@@ -109,6 +111,7 @@ resync(const char *prefix)
 	uint64		pos;
 
 	pos = authx_cache_begin_resync();
+	resend = false;				/* the queue is gone, and so will the keys be */
 	if (old_prefix[0] != '\0' &&
 		(old = authx_redis_unlink_prefix(conn, old_prefix, err, sizeof(err))) < 0)
 	{
@@ -171,11 +174,18 @@ drain(const char *prefix, AuthxCacheOp *batch, bool *applied)
 
 		if (taken == 0)
 			return true;
-		if (n > 0 && !authx_redis_apply(conn, prefix, batch, n, err, sizeof(err)))
+		if (n > 0 && !authx_redis_apply(conn, prefix, batch, n, resend, err, sizeof(err)))
 		{
+			/*
+			 * Redis may have run some or all of it (a timeout does not
+			 * take back what reached its socket): the next send of these
+			 * operations must not write creations blindly again.
+			 */
+			resend = true;
 			failed(err);
 			return false;
 		}
+		resend = false;
 		authx_cache_advance(taken, tail, batch, n);
 		if (n > 0)
 			succeeded();
