@@ -46,7 +46,7 @@
 /*
  * Writer lag: a histogram of every operation's commit-to-applied lag, in
  * AUTHX_LAG_SLOTS slots of AUTHX_LAG_SLOT_US each (the last minute),
- * AUTHX_LAG_SUB buckets per doubling (4% wide), so p99 speaks for every
+ * AUTHX_LAG_SUB buckets per doubling (each at most 1/16 of its values wide), so p99 speaks for every
  * operation of the minute rather than for the last few hundred.
  */
 #define AUTHX_LAG_SLOTS		6
