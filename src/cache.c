@@ -46,8 +46,9 @@
 /*
  * Writer lag: a histogram of every operation's commit-to-applied lag, in
  * AUTHX_LAG_SLOTS slots of AUTHX_LAG_SLOT_US each (the last minute),
- * AUTHX_LAG_SUB buckets per doubling (each at most 1/16 of its values wide), so p99 speaks for every
- * operation of the minute rather than for the last few hundred.
+ * AUTHX_LAG_SUB buckets per doubling (a bucket is at most 1/16 of its
+ * values wide), so p99 speaks for every operation of the minute rather than
+ * for the last few hundred.
  */
 #define AUTHX_LAG_SLOTS		6
 #define AUTHX_LAG_SLOT_US	(10 * USECS_PER_SEC)
