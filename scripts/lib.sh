@@ -84,11 +84,14 @@ make_user_dir() {
     return 0
 }
 
-# Start redis-server on loopback: port, directory.
+# Start redis-server on loopback: port, directory; it also listens on the
+# socket $dir/redis.sock (for the user running it only) when that path fits
+# in a socket address.
 redis_start() {
-    local port=$1 dir=$2
+    local port=$1 dir=$2 sock=()
     make_user_dir "$dir"
-    as_user redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+    [ ${#dir} -le 90 ] && sock=(--unixsocket "$dir/redis.sock" --unixsocketperm 700)
+    as_user redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" "${sock[@]}" \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         --save '' --appendonly no >/dev/null
     local i
