@@ -61,6 +61,7 @@ typedef struct LagSlot
 	int64		period;			/* now / AUTHX_LAG_SLOT_US when it was filled */
 	uint32		count[AUTHX_LAG_BUCKETS];
 } LagSlot;
+
 #define AUTHX_MEMO_SIZE		4096
 
 /* The ring and the writer's published state, in shared memory. */
@@ -817,7 +818,9 @@ authx_cache_sync(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cache operations were not applied to Redis within the timeout"),
-					 errdetail("%llu operations are still queued.", (unsigned long long) (target - tail)),
+					 tail >= target
+					 ? errdetail("A resync of the cache is still to be done.")
+					 : errdetail("%llu operations are still queued.", (unsigned long long) (target - tail)),
 					 errhint("See authx.cache_status() for the writer's last error.")));
 		}
 		(void) ConditionVariableTimedSleep(&cache->cv, Min(remaining, 1000), PG_WAIT_EXTENSION);
