@@ -337,6 +337,8 @@ ok(kill('KILL', $vpid), "SIGKILL backend $vpid mid-transaction");
 ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset),
 	'crash-restart');
 eval { $victim->quit };
+ok(wait_until('the server accepts connections again', 60,
+		sub { $node->safe_psql('postgres', 'SELECT 1') eq '1' }), 'server back');
 record_tokens($node, 'killed', $vtoken);
 ok(wait_until('a new writer', 60, sub { my $p = cache_writer_pid($node); $p && $p != $wpid }),
 	'a new writer after the crash-restart');
@@ -471,6 +473,9 @@ is(stat_value($node, 'cache_resyncs'), $rs, 'a rolled-back TRUNCATE asks for no 
 # cannot have happened when the TRUNCATE commits.
 is($redis->command('CLIENT', 'PAUSE', 1500, 'WRITE'), 'OK', 'CLIENT PAUSE 1500 WRITE');
 $node->safe_psql('postgres', 'TRUNCATE authx.sessions CASCADE');
+my (undef, undef, $sync_err) = $node->psql('postgres', "SELECT authx.cache_sync('200 ms')");
+like($sync_err, qr/DETAIL:\s+A resync of the cache is still to be done/,
+	'cache_sync times out waiting for the resync, and says so');
 ok(caught_up($node), 'caught up after the TRUNCATE');
 is($redis->command('EXISTS', map { session_key($_) } @tr), 0,
 	'cache_sync returned only once no truncated session was left in Redis');
