@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `make bench`: pgbench each authx path next to SELECT 1 and next to what a
 # user would otherwise write, on a throw-away cluster, in one run; prints a
-# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache apikeys rbac ratelimit ipblock tokens usage scaleout").  AUTHX_BENCH_SECONDS (default 5) per measurement,
-# AUTHX_BENCH_ROUNDS (default 5) interleaved rounds for the pairs whose
-# ratio matters (AUTHX_BENCH_CACHE_ROUNDS, default 4x that, for the cache); the best round of each side is kept, which filters out
-# interference from anything else running on the machine.
+# table of TPS and ratios per section (AUTHX_BENCH="passwords sessions cache
+# apikeys rbac ratelimit ipblock tokens usage scaleout").  AUTHX_BENCH_SECONDS
+# (default 5) per measurement, AUTHX_BENCH_ROUNDS (default 5) interleaved
+# rounds for the pairs whose ratio matters (AUTHX_BENCH_CACHE_ROUNDS, default
+# 4x that, for the cache); the best round of each side is kept, which
+# filters out interference from anything else running on the machine.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
@@ -44,8 +46,8 @@ UID_=$(psql_ -tAc "SELECT authx.user_create('bench@example.com', '$PW')")
 psql_ -c "CREATE TABLE bench.pgcrypto_users AS
           SELECT '$UID_'::uuid AS id, crypt('$PW', gen_salt('bf', 10)) AS password_hash"
 
-# tps CLIENTS SCRIPT [pgbench -D args...]
-# tps_on PORT DB CLIENTS SCRIPT [pgbench options]: the TPS of a script.
+# tps_on PORT DB CLIENTS SCRIPT [pgbench options]: the TPS of a script;
+# tps CLIENTS SCRIPT [pgbench options]: the same on the bench cluster.
 tps_on() {
     local port=$1 db=$2 clients=$3 script=$4
     shift 4
@@ -197,7 +199,6 @@ bench_cache() {
               SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'rush' || i || '@example.com',
                      (SELECT password_hash FROM authx.users WHERE id = '$UID_')
                 FROM generate_series(1, 1000) i" >/dev/null
-    # Each run starts from an empty, vacuumed sessions table.
     # Each run starts from an empty, vacuumed sessions table; with the cache
     # on, the TRUNCATE makes the writer resync, which must be over before the
     # run starts (cache_sync waits for it) or the run would pay for it.

@@ -1190,9 +1190,10 @@ authx_cache_overflowed(void)
 /*
  * authx_cache_peek
  *		Copy up to max queued operations, dropping (and counting) live
- *		entries queued by transactions older than the last resync.  *start is the tail they were read from and *taken how
- *		many ring slots the copies cover, both for authx_cache_advance.
- *		Returns the number copied.
+ *		entries queued by transactions older than the last resync.  *start
+ *		is the tail they were read from and *taken how many ring slots the
+ *		copies cover, both for authx_cache_advance.  Returns the number
+ *		copied.
  */
 int
 authx_cache_peek(AuthxCacheOp *out, int max, uint64 *start, uint64 *taken)
